@@ -1,0 +1,42 @@
+# The two commands of the README: `make book` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= cpu
+PY := $(VENV)/bin/python
+TIMED := scripts/timed.sh
+SMOKE_DIR := $(shell mktemp -u -d /tmp/polcore-smoke.XXXXXX)
+
+.PHONY: book test install unit smoke nbval html clean
+
+$(VENV)/.installed: pyproject.toml requirements-lock.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements-lock.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+book: install
+	@$(TIMED) "make book (profile $(PROFILE))" $(PY) -m polcore book --profile $(PROFILE)
+
+unit: install
+	@$(TIMED) "unit tests" $(PY) -m pytest tests -q
+
+smoke: install
+	@$(TIMED) "every notebook at the smoke profile" env POLCORE_RESULTS=$(SMOKE_DIR)/results \
+		$(PY) -m polcore book --profile smoke --out $(SMOKE_DIR)/book --no-build
+	@rm -rf $(SMOKE_DIR)
+
+nbval: install
+	@$(TIMED) "nbval over book/*.ipynb" $(PY) -m pytest -q -p no:cacheprovider --nbval book/*.ipynb \
+		--sanitize-with tests/nbval_sanitize.cfg
+
+html: install
+	@$(TIMED) "jupyter-book build" $(PY) -m jupyter_book.cli.main build . -W -n --keep-going
+
+test:
+	@$(TIMED) "install" $(MAKE) --no-print-directory install
+	@$(TIMED) "make test" $(MAKE) --no-print-directory unit smoke nbval html
+
+clean:
+	rm -rf _build

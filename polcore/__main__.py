@@ -1,0 +1,5 @@
+import sys
+
+from polcore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per paper section: `run(profile, device=...) -> Result`, through the result store."""
