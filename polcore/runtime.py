@@ -24,8 +24,15 @@ COLAB_HINT = (
 )
 
 
+CPU_THREADS = 1  # tiny CPU models run fastest on one thread, and the bits then match on any core count
+
+
 def select_device(profile: Profile, requested: str | None = None) -> torch.device:
-    """`requested` ('cpu', 'cuda', 'auto'/None); the paper profile refuses to run without CUDA."""
+    """`requested` ('cpu', 'cuda', 'auto'/None); the paper profile refuses to run without CUDA.
+
+    On the CPU it also fixes the thread count ($POLCORE_THREADS, default 1): the bits of a CPU run
+    depend on it, and two spinning threads on a busy 2-core machine are slower than one.
+    """
     if requested in (None, "", "auto"):
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(requested)
@@ -36,6 +43,8 @@ def select_device(profile: Profile, requested: str | None = None) -> torch.devic
             f"the {profile.name!r} profile trains the papers' models at their sizes and needs a CUDA GPU, "
             f"but this run has device {device.type!r}. {COLAB_HINT}"
         )
+    if device.type == "cpu":
+        torch.set_num_threads(int(os.environ.get("POLCORE_THREADS", CPU_THREADS)))
     return device
 
 
