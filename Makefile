@@ -29,10 +29,10 @@ smoke: install
 
 nbval: install
 	@$(TIMED) "nbval over book/*.ipynb" $(PY) -m pytest -q -p no:cacheprovider --nbval book/*.ipynb \
-		--sanitize-with tests/nbval_sanitize.cfg
+		--nbval-sanitize-with tests/nbval_sanitize.cfg
 
 html: install
-	@$(TIMED) "jupyter-book build" $(PY) -m jupyter_book.cli.main build . -W -n --keep-going
+	@$(TIMED) "jupyter-book build" $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 test:
 	@$(TIMED) "install" $(MAKE) --no-print-directory install

@@ -75,6 +75,8 @@ def execute_notebook(job: NotebookJob, out_dir: Path, parameters: dict[str, obje
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{job.name}.ipynb"
     notebook = jupytext.read(job.source)
+    notebook.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python 3", "language": "python"})
+    notebook.metadata.setdefault("language_info", {"name": "python"})
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -102,7 +104,8 @@ def run_notebooks(root: Path, profile: str, out_dir: Path, only: list[str] | Non
 
 def build_html(root: Path) -> None:
     """`jupyter-book build` with warnings as errors and nitpicky references."""
-    cmd = [sys.executable, "-m", "jupyter_book.cli.main", "build", str(root), "-W", "-n", "--keep-going"]
+    executable = Path(sys.executable).with_name("jupyter-book")  # the one beside this interpreter
+    cmd = [str(executable), "build", str(root), "-W", "-n", "--keep-going"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root)
     if proc.returncode != 0:

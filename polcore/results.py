@@ -78,10 +78,17 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical(config).encode()).hexdigest()
 
 
+# Modules that cannot change a result (the command line and the book runner) are left out of the
+# source hash, so editing them does not force every experiment to rerun.
+NOT_RESULT_CODE = ("book.py", "cli.py", "__main__.py", "commands/")
+
+
 def source_hash(package_dir: Path = PACKAGE_DIR) -> str:
-    """SHA-256 over polcore's own .py files (paths and contents): any code change makes results stale."""
+    """SHA-256 over polcore's own .py files (paths and contents): a code change makes results stale."""
     h = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
+        if path.relative_to(package_dir).as_posix().startswith(NOT_RESULT_CODE):
+            continue
         h.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     return h.hexdigest()
