@@ -61,9 +61,12 @@ class TrainSetup:
 
 @dataclass(frozen=True)
 class IndependentRunsSetup:
-    """Fang et al. Sec. 7.1 (F-tab1): models that differ only in init seed and data order."""
+    """Fang et al. Sec. 7.1 (F-tab1): models that differ only in init seed and data order.
 
-    train: TrainSetup
+    One row of Table 1 per training setup (the paper: ResNet-20/CIFAR-10 and ResNet-50/CIFAR-100).
+    """
+
+    rows: tuple[TrainSetup, ...]
     n_models: int
     n_pairs: int
 
@@ -78,6 +81,39 @@ class PolSetup:
 
 
 @dataclass(frozen=True)
+class ForgingSetup:
+    """Suliman et al. 2024 (S-tab1, S-tab3, S-fig2, S-prop1, S-prop2, S-fig4): data forging.
+
+    `lenet` and `vgg` are the honest runs whose weights the logged steps are sampled from (the
+    paper's LeNet/MNIST and VGGmini/CIFAR-10; `k` unused), `logreg` the logistic regression of
+    Sec. 4. Every logged, replayed or forged step is one plain SGD step at `eta` (the paper's 0.01).
+    """
+
+    lenet: TrainSetup
+    vgg: TrainSetup
+    logreg: TrainSetup
+    lenet_batch_sizes: tuple[int, ...] = (100, 1000)  # Table 1's LeNet rows
+    vgg_batch_sizes: tuple[int, ...] = (100,)  # Table 1's VGGmini row
+    eta: float = 0.01
+    n_steps: int = 100  # logged (weights, batch, update) triples per row (paper: 100)
+    threads: int = 2  # the prover's CPU threads; the noise matrix also verifies with 1
+    greedy_steps: int = 10  # logged steps forged by greedy search per row
+    greedy_points: int = 1000  # n: points drawn from D' per forged step
+    greedy_candidates: int = 100  # M: candidate batches per forged step
+    remove_fraction: float = 0.1  # |U| / |D|: the samples the model owner denies
+    proof_steps: int = 8  # length of the honest and the forged proof the verifier judges
+    adam_runs: int = 10  # Fig. 2: runs per model
+    adam_iterations: int = 300
+    adam_lr: float = 0.5  # App. A.4
+    adam_batch_size: int = 100
+    logreg_batch_sizes: tuple[int, ...] = (100, 1000)  # Prop. 2 and Fig. 4
+    n_shuffles: int = 100  # Fig. 4
+    prop1_starts: int = 20
+    domain_iterations: int = 500  # beyond the paper: projected Adam inside the data domain
+    domain_lr: float = 0.01
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     requires_cuda: bool
@@ -85,6 +121,7 @@ class Profile:
     independent_runs: IndependentRunsSetup
     pol: PolSetup
     extra: dict[str, Any] = field(default_factory=dict)
+    forging: ForgingSetup | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "requires_cuda": self.requires_cuda}
@@ -116,6 +153,10 @@ _PAPER_TRAIN = TrainSetup(
     augment=True,
 )
 
+# Second rows of Table 1: the paper's ResNet-50 / CIFAR-100; on the CPU a deeper, wider ResNet.
+_CPU_TRAIN_WIDE = replace(_CPU_TRAIN, model_kwargs={"depth": 14, "width": 12, "in_channels": 1, "num_classes": 10})
+_PAPER_TRAIN_C100 = replace(_PAPER_TRAIN, dataset="cifar100", model="resnet50", model_kwargs={"num_classes": 100})
+
 # ---- smoke: every code path in seconds -----------------------------------------------------
 _SMOKE_TRAIN = replace(
     _CPU_TRAIN,
@@ -125,27 +166,72 @@ _SMOKE_TRAIN = replace(
     k=4,  # 8 steps per epoch
 )
 
+# ---- forging (Suliman et al.): LeNet-5 and a small VGGmini on 8x8 digits; logistic regression ----
+_CPU_FORGING = ForgingSetup(
+    lenet=TrainSetup(dataset="digits", model="lenet5", model_kwargs={"in_channels": 1, "input_size": 8,
+                     "num_classes": 10}, epochs=3, batch_size=32, k=1, lr=0.05),
+    vgg=TrainSetup(dataset="digits", model="vggmini", model_kwargs={"width": 16, "stages": 3, "in_channels": 1,
+                   "input_size": 8, "num_classes": 10}, epochs=3, batch_size=32, k=1, lr=0.05),
+    logreg=TrainSetup(dataset="digits", model="logreg", model_kwargs={"in_features": 64, "num_classes": 10},
+                      epochs=3, batch_size=32, k=1, lr=0.1, weight_decay=0.0),
+    n_steps=20,
+    greedy_candidates=50,
+    adam_iterations=200,
+)
+_PAPER_FORGING = ForgingSetup(
+    lenet=TrainSetup(dataset="mnist", model="lenet5", model_kwargs={"in_channels": 1, "input_size": 28,
+                     "num_classes": 10}, epochs=2, batch_size=100, k=1, lr=0.05),
+    vgg=TrainSetup(dataset="cifar10", model="vggmini", model_kwargs={"num_classes": 10}, epochs=2, batch_size=100,
+                   k=1, lr=0.05),
+    logreg=TrainSetup(dataset="mnist", model="logreg", model_kwargs={"in_features": 784, "num_classes": 10},
+                      epochs=2, batch_size=100, k=1, lr=0.1, weight_decay=0.0),
+    greedy_steps=100,
+    greedy_points=10000,
+    greedy_candidates=1000,
+    proof_steps=20,
+    adam_iterations=1000,
+)
+_SMOKE_FORGING = replace(
+    _CPU_FORGING,
+    vgg=replace(_CPU_FORGING.vgg, model_kwargs={"width": 4, "stages": 3, "in_channels": 1, "input_size": 8,
+                                                "num_classes": 10}),
+    lenet_batch_sizes=(100,),
+    n_steps=3,
+    greedy_steps=2,
+    greedy_candidates=4,
+    proof_steps=2,
+    adam_runs=2,
+    adam_iterations=10,
+    logreg_batch_sizes=(100,),
+    n_shuffles=10,
+    prop1_starts=2,
+    domain_iterations=10,
+)
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         requires_cuda=False,
         description="seconds per notebook; exercises every code path, numbers mean nothing",
-        independent_runs=IndependentRunsSetup(_SMOKE_TRAIN, n_models=3, n_pairs=3),
+        independent_runs=IndependentRunsSetup((_SMOKE_TRAIN,), n_models=3, n_pairs=3),
         pol=PolSetup(_SMOKE_TRAIN, q_values=(1, 2), n_reference_runs=1),
+        forging=_SMOKE_FORGING,
     ),
     "cpu": Profile(
         name="cpu",
         requires_cuda=False,
         description="2 CPU cores, scikit-learn digits and small ResNets; reproduces each claim's direction",
-        independent_runs=IndependentRunsSetup(_CPU_TRAIN, n_models=9, n_pairs=30),
+        independent_runs=IndependentRunsSetup((_CPU_TRAIN, _CPU_TRAIN_WIDE), n_models=9, n_pairs=30),
         pol=PolSetup(_CPU_TRAIN, q_values=(1, 3, 5), n_reference_runs=2),
+        forging=_CPU_FORGING,
     ),
     "paper": Profile(
         name="paper",
         requires_cuda=True,
         description="the papers' setup: CIFAR-10/100, ResNet-20/50, 200 epochs; needs a GPU and the datasets",
-        independent_runs=IndependentRunsSetup(_PAPER_TRAIN, n_models=9, n_pairs=30),
+        independent_runs=IndependentRunsSetup((_PAPER_TRAIN, _PAPER_TRAIN_C100), n_models=9, n_pairs=30),
         pol=PolSetup(_PAPER_TRAIN, q_values=(1, 3, 5), n_reference_runs=2),
+        forging=_PAPER_FORGING,
     ),
 }
 

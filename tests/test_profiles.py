@@ -13,12 +13,12 @@ from polcore.runtime import ProfileUnavailable, require_dataset, select_device
 
 def test_every_profile_builds_its_models_and_fits_its_data():
     for name in ("smoke", "cpu"):
-        setup = get_profile(name).independent_runs.train
+        setup = get_profile(name).independent_runs.rows[0]
         data = load_dataset(setup.dataset, size=setup.train_size)
         assert len(data) >= setup.batch_size * 2
         steps_per_epoch = len(data) // setup.batch_size
         assert setup.k <= steps_per_epoch  # at least one checkpoint per epoch
-    paper = get_profile("paper").independent_runs.train
+    paper = get_profile("paper").independent_runs.rows[0]
     assert (paper.dataset, paper.model, paper.epochs, paper.batch_size, paper.k) == ("cifar10", "resnet20", 200, 128, 100)
 
 

@@ -77,13 +77,12 @@ def train_run(
     return model, snapshots, interval_error
 
 
-def measure(setup: IndependentRunsSetup, device: torch.device) -> dict[str, Any]:
-    """Train the models and compute distances, norms, the t-test and the reproduction errors."""
-    train_setup = setup.train
+def measure(train_setup: TrainSetup, n_models: int, n_pairs: int, device: torch.device) -> dict[str, Any]:
+    """One row of Table 1: train the models; distances, norms, the t-test, reproduction errors."""
     test = load_dataset(train_setup.dataset, train=False, device=device)
     weights, accs, curve, interval_errors = [], [], [], []
     reference: list[torch.Tensor] = []
-    for m in range(setup.n_models):
+    for m in range(n_models):
         model, snaps, interval_error = train_run(train_setup, init_seed=INIT_SEED_BASE + m, order_seed=m,
                                                  device=device, snapshot_every_epoch=m < 2)
         if m == 0:
@@ -97,7 +96,7 @@ def measure(setup: IndependentRunsSetup, device: torch.device) -> dict[str, Any]
     noisy, noisy_snaps, _ = train_run(train_setup, init_seed=INIT_SEED_BASE, order_seed=0, device=device,
                                       reverse_within_batch=True, snapshot_every_epoch=True)
     noise_curve = [float(torch.linalg.vector_norm(a.double() - b.double())) for a, b in zip(reference, noisy_snaps)]
-    pairs = list(itertools.combinations(range(setup.n_models), 2))[: setup.n_pairs]
+    pairs = list(itertools.combinations(range(n_models), 2))[:n_pairs]
     distances = np.array([float(torch.linalg.vector_norm(weights[i] - weights[j])) for i, j in pairs])
     norms = np.array([float(torch.linalg.vector_norm(w)) for w in weights])
     test_result = stats.ttest_1samp(distances, 0.0, alternative="greater")
@@ -117,25 +116,41 @@ def measure(setup: IndependentRunsSetup, device: torch.device) -> dict[str, Any]
 
 
 def config_for(setup: IndependentRunsSetup) -> dict[str, Any]:
-    return {"train": setup.train.to_dict(), "n_models": setup.n_models, "n_pairs": setup.n_pairs,
-            "init_seed_base": INIT_SEED_BASE}
+    return {"rows": [row.to_dict() for row in setup.rows], "n_models": setup.n_models,
+            "n_pairs": setup.n_pairs, "init_seed_base": INIT_SEED_BASE}
+
+
+def row_label(row: TrainSetup) -> str:
+    return f"{row.model} {dict(row.model_kwargs)} / {row.dataset}"
+
+
+def judge_row(m: dict[str, Any]) -> tuple[bool, str, str]:
+    """F-tab1 holds for a row when the distance is of the order of the norm (> 0.1x), p < 0.05,
+    and every distance is over 100x the k-step reproduction error."""
+    d, n = m["distances"], m["norms"]
+    ratio = float(d.mean() / n.mean())
+    holds = ratio > 0.1 and m["p_value"] < 0.05 and d.min() > 100 * m["reproduction_error"]
+    ours = (f"{sig(d.mean(), 4)} ± {sig(d.std(ddof=1), 2)} (norm {sig(n.mean(), 4)} ± {sig(n.std(ddof=1), 2)}), "
+            f"p = {sig(m['p_value'], 3)}, {len(d)} pairs")
+    gap = sig(d.min() / m["reproduction_error"]) if m["reproduction_error"] > 0 else "inf"
+    return holds, ours, f"distance / norm = {sig(ratio)}, smallest distance / k-step reproduction error = {gap}"
 
 
 def compute(profile_name: str, setup: IndependentRunsSetup, device: torch.device) -> Result:
     make_deterministic()
-    m = measure(setup, device)
-    d, n = m["distances"], m["norms"]
-    ratio = float(d.mean() / n.mean())
-    holds = ratio > 0.1 and m["p_value"] < 0.05 and d.min() > 100 * m["reproduction_error"]
-    ours = (f"{setup.train.model}/{setup.train.dataset}: {sig(d.mean(), 4)} ± {sig(d.std(ddof=1), 2)} "
-            f"(norm {sig(n.mean(), 4)} ± {sig(n.std(ddof=1), 2)}), p = {sig(m['p_value'], 3)}, {len(d)} pairs")
-    detail = (f"distance / norm = {sig(ratio)}; smallest distance / largest k-step reproduction error = "
-              f"{sig(d.min() / m['reproduction_error']) if m['reproduction_error'] > 0 else 'inf'}")
-    arrays = {k: v for k, v in m.items() if isinstance(v, np.ndarray)}
-    data = {k: v for k, v in m.items() if not isinstance(v, np.ndarray)}
-    data["distance_over_norm"] = ratio
-    return Result(EXPERIMENT, profile_name, config_for(setup), data, arrays,
-                  claims={"F-tab1": claim_result("F-tab1", ours, holds, detail)})
+    arrays, rows, verdicts, ours, details = {}, [], [], [], []
+    for i, row in enumerate(setup.rows):
+        m = measure(row, setup.n_models, setup.n_pairs, device)
+        holds, row_ours, detail = judge_row(m)
+        verdicts.append(holds)
+        ours.append(f"{row.model}/{row.dataset}: {row_ours}")
+        details.append(detail)
+        arrays.update({f"row{i}_{k}": v for k, v in m.items() if isinstance(v, np.ndarray)})
+        scalars = {k: v for k, v in m.items() if not isinstance(v, np.ndarray)}
+        rows.append({"label": row_label(row), **scalars, "distance_over_norm": float(m["distances"].mean() / m["norms"].mean()),
+                     "holds": holds})
+    claim = claim_result("F-tab1", "; ".join(ours), all(verdicts), "; ".join(details), partly=any(verdicts))
+    return Result(EXPERIMENT, profile_name, config_for(setup), {"rows": rows}, arrays, claims={"F-tab1": claim})
 
 
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
