@@ -121,7 +121,9 @@ def config_for(setup: IndependentRunsSetup) -> dict[str, Any]:
 
 
 def row_label(row: TrainSetup) -> str:
-    return f"{row.model} {dict(row.model_kwargs)} / {row.dataset}"
+    """'resnet depth=8 width=8 / digits': the architecture knobs a reader needs, no defaults."""
+    knobs = " ".join(f"{k}={v}" for k, v in row.model_kwargs.items() if k in ("depth", "width"))
+    return f"{row.model} {knobs} / {row.dataset}".replace("  ", " ")
 
 
 def judge_row(m: dict[str, Any]) -> tuple[bool, str, str]:
