@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from polcore.commands.proof import add_parsers as add_proof_parsers
 from polcore.profiles import DEFAULT_PROFILE, PROFILE_NAMES
 
 
@@ -32,12 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--no-build", action="store_true", help="execute notebooks only")
     book.add_argument("--only", nargs="+", help="execute only these notebooks (names without .py)")
     book.set_defaults(func=_book)
-    try:
-        from polcore.commands.proof import add_parsers
-    except ImportError:  # the proof tools are optional until their module exists
-        pass
-    else:
-        add_parsers(sub)
+    add_proof_parsers(sub)
     return parser
 
 

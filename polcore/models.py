@@ -119,11 +119,12 @@ class InitDistribution:
         if not bool(torch.isfinite(flat).all()):
             return 0.0
         sample = flat.numpy()
+        # A frozen distribution's cdf, not a name plus `args`: scipy 1.18 broke the latter.
         if self.kind == "normal":
-            result = stats.kstest(sample, "norm", args=(self.a, self.b))
+            cdf = stats.norm(loc=self.a, scale=self.b).cdf
         else:
-            result = stats.kstest(sample, "uniform", args=(self.a, self.b - self.a))
-        return float(result.pvalue)
+            cdf = stats.uniform(loc=self.a, scale=self.b - self.a).cdf
+        return float(stats.kstest(sample, cdf).pvalue)
 
 
 def _fan_in(weight: torch.Tensor) -> int:

@@ -117,6 +117,7 @@ def _atomic_write(path: Path, payload: bytes) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users of a checkout
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

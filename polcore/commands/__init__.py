@@ -1,0 +1,1 @@
+"""Subcommands of the `polcore` command line, one module per group."""
