@@ -40,10 +40,10 @@ polcore_source = "polcore"
 # %% tags=["remove-cell"]
 import sys
 
-if "google.colab" in sys.modules:  # Colab: install polcore next to Colab's own torch
+if "google.colab" in sys.modules:  # Colab: add polcore only; Colab already has torch and the rest
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", polcore_source], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", polcore_source], check=True)
 
 # %%
 import matplotlib.pyplot as plt
