@@ -20,10 +20,11 @@ from scipy import stats
 
 from polcore.data import load_dataset, index_schedule
 from polcore.models import build_model
-from polcore.profiles import IndependentRunsSetup, TrainSetup, get_profile
+from polcore.experiments.common import run_experiment
+from polcore.profiles import IndependentRunsSetup, TrainSetup
 from polcore.report import sig
-from polcore.results import Result, claim_result, load_or_run
-from polcore.runtime import make_deterministic, progress_label, select_device
+from polcore.results import Result, claim_result
+from polcore.runtime import make_deterministic, progress_label
 from polcore.training import accuracy, flat_params, lr_schedule, make_optimizer, train
 
 EXPERIMENT = "fang_independent_runs"
@@ -157,8 +158,6 @@ def compute(profile_name: str, setup: IndependentRunsSetup, device: torch.device
 
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """F-tab1 at `profile`: the stored result when fresh, else a new run (stored)."""
-    prof = get_profile(profile)
-    dev = select_device(prof, device)
-    setup = prof.independent_runs
-    return load_or_run(EXPERIMENT, prof.name, config_for(setup), lambda: compute(prof.name, setup, dev),
-                       device=dev, recompute=recompute)
+    return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute,
+                          setup=lambda p: p.independent_runs, datasets=lambda s: [row.dataset for row in s.rows],
+                          config=config_for, compute=compute)

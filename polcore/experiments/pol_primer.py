@@ -28,11 +28,12 @@ import numpy as np
 import torch
 
 from polcore.data import load_dataset
-from polcore.profiles import PolSetup, get_profile
+from polcore.experiments.common import run_experiment
+from polcore.profiles import PolSetup
 from polcore.proof import Checkpoint, Proof, read_proof, write_proof
 from polcore.prover import config_for_setup, prove, start_run
-from polcore.results import Result, load_or_run
-from polcore.runtime import make_deterministic, progress_label, select_device
+from polcore.results import Result
+from polcore.runtime import make_deterministic, progress_label
 from polcore.training import make_optimizer, train
 from polcore.verify import METRICS, Adaptive, All, RandomQ, TopQ, VerificationReport, Verifier, measure_d_ref
 
@@ -190,11 +191,8 @@ def compute(profile_name: str, setup: PolSetup, device: torch.device) -> Result:
 
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """The primer at `profile`: the stored result when fresh, else a new run (stored)."""
-    prof = get_profile(profile)
-    dev = select_device(prof, device)
-    setup = prof.pol
-    return load_or_run(EXPERIMENT, prof.name, config_for(setup), lambda: compute(prof.name, setup, dev),
-                       device=dev, recompute=recompute)
+    return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.pol,
+                          datasets=lambda s: [s.train.dataset], config=config_for, compute=compute)
 
 
 __all__ = ["EXPERIMENT", "other_stack", "run"]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polcore.experiments.suliman_common import run_forging_experiment
+from polcore.experiments.common import run_experiment
 from polcore.forging.greedy import greedy_forge, removal_set
 from polcore.forging.logs import load_data
 from polcore.forging.noise import NoiseMatrix, benign_noise, log_steps
@@ -160,5 +160,5 @@ def claims(rows: list[dict[str, Any]], proofs: dict[str, Any]) -> dict[str, Any]
 
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """S-tab1 and S-tab3 at `profile`: the stored result when fresh, else a new run (stored)."""
-    return run_forging_experiment(EXPERIMENT, profile, device=device, recompute=recompute, config=config_for,
+    return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.forging, config=config_for,
                                   datasets=lambda fs: (fs.lenet.dataset, fs.vgg.dataset), compute=compute)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polcore.experiments.suliman_common import run_forging_experiment
+from polcore.experiments.common import run_experiment
 from polcore.data import TensorDataset, get_batch
 from polcore.forging.domain import in_domain_forge, project_to_domain
 from polcore.forging.logreg import domain_violation, prop1_search, prop2_batch
@@ -134,5 +134,5 @@ def claims(rows: list[dict[str, Any]], p1: Any, fs: ForgingSetup) -> dict[str, A
 
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """S-prop1, S-prop2 and S-fig4 at `profile`: the stored result when fresh, else a new run."""
-    return run_forging_experiment(EXPERIMENT, profile, device=device, recompute=recompute,
+    return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.forging,
                                   datasets=lambda fs: (fs.logreg.dataset,), config=config_for, compute=compute)

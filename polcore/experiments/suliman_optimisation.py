@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polcore.experiments.suliman_common import run_forging_experiment
+from polcore.experiments.common import run_experiment
 from polcore.data import TensorDataset, get_batch
 from polcore.forging.logs import StepLogs, load_data, sample_batches
 from polcore.forging.noise import benign_noise, log_steps
@@ -84,5 +84,5 @@ def compute(profile_name: str, fs: ForgingSetup, device: torch.device) -> Result
 
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """S-fig2 at `profile`: the stored result when fresh, else a new run (stored)."""
-    return run_forging_experiment(EXPERIMENT, profile, device=device, recompute=recompute, config=config_for,
+    return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.forging, config=config_for,
                                   datasets=lambda fs: (fs.lenet.dataset, fs.vgg.dataset), compute=compute)
