@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,14 @@ def execute_notebook(job: NotebookJob, out_dir: Path, parameters: dict[str, obje
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from jupyter_client.manager import KernelManager
+
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{job.name}.ipynb"
+    # IPC sockets instead of unencrypted TCP on localhost: private to this user, and the kernel
+    # then has no reason to print its warning about plain-text TCP on every run.
+    sockets = tempfile.TemporaryDirectory(prefix="polcore-kernel-")
+    kernel = KernelManager(kernel_name=KERNEL, transport="ipc", ip=os.path.join(sockets.name, "kernel"))
     notebook = jupytext.read(job.source)
     notebook.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python 3", "language": "python"})
     notebook.metadata.setdefault("language_info", {"name": "python"})
@@ -81,13 +88,15 @@ def execute_notebook(job: NotebookJob, out_dir: Path, parameters: dict[str, obje
     try:
         papermill.execute_notebook(
             notebook, str(output), parameters=parameters, kernel_name=KERNEL,
-            cwd=str(out_dir), progress_bar=False, log_output=False,
+            cwd=str(out_dir), progress_bar=False, log_output=False, km=kernel,
         )
     except PapermillExecutionError as err:
         raise BookError(
             f"notebook {job.source} failed in cell {err.cell_index} (execution count {err.exec_count}): "
             f"{err.ename}: {err.evalue}"
         ) from None
+    finally:
+        sockets.cleanup()
     return time.perf_counter() - start
 
 

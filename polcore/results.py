@@ -224,3 +224,33 @@ def stored_claims(root: Path | None = None) -> dict[str, dict[str, tuple[str, Cl
         for claim_id, claim in result.claims.items():
             found.setdefault(claim_id, {})[result.profile] = (result.experiment, claim)
     return found
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One line of the Claims page: a claim at one profile (or 'not yet run' at none)."""
+
+    claim: str
+    paper: str
+    what: str
+    paper_numbers: str
+    profile: str
+    experiment: str
+    ours: str
+    verdict: Verdict
+
+
+def claims_overview(root: Path | None = None) -> list[ClaimRow]:
+    """Every registered claim, in the registry's order, with each profile's stored verdict."""
+    from polcore.claims import CLAIMS
+    from polcore.profiles import PROFILE_NAMES
+
+    stored = stored_claims(root)
+    rows = []
+    for claim_id, claim in CLAIMS.items():
+        runs = stored.get(claim_id, {})
+        for profile in [p for p in PROFILE_NAMES if p in runs] or ["-"]:
+            experiment, ours = runs.get(profile, ("-", None))
+            rows.append(ClaimRow(claim_id, claim.paper, claim.what, claim.paper_numbers or "-", profile, experiment,
+                                 ours.ours if ours else "-", ours.verdict if ours else "not yet run"))
+    return rows

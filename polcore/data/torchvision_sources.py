@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from polcore.data.registry import DatasetUnavailable
 from polcore.data.tensors import TensorDataset
 
 ENV_DATA_ROOT = "POLCORE_DATA"
+DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation while torchvision downloads
 
 # What torchvision raises when files are missing, fail their md5, cannot be fetched (URLError is an
 # OSError) or cannot be parsed (its MNIST reader uses asserts, its CIFAR reader unpickles and reshapes).
@@ -87,10 +89,15 @@ def _read_with_torchvision(name: str, source: _Source, root: Path, *, train: boo
             f"or use a bundled dataset such as 'digits' or 'synthetic-cifar'."
         ) from err
     tv_class = getattr(tv_datasets, source.tv_class)
+    previous_timeout = socket.getdefaulttimeout()
     try:
+        if download:  # torchvision's urlopen has no timeout: a silent network would hang forever
+            socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
         return tv_class(str(root), train=train, download=download)
     except _SOURCE_ERRORS as err:
         raise DatasetUnavailable(_unavailable_message(name, source, root, train, download, err)) from err
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
 
 
 def _unavailable_message(
@@ -108,8 +115,8 @@ def _unavailable_message(
     return (
         f"dataset {name!r} ({source.title}, {split} split) is not available: {what}.\n"
         f"  cause: {type(cause).__name__}: {cause}\n"
-        f"  to get it: load_dataset({name!r}, download=True) (on the command line: polcore ... --download) "
-        f"on a machine with internet access, e.g. Google Colab; or copy the files of a machine that has "
+        f"  to get it: load_dataset({name!r}, download=True) on a machine with internet access (the paper "
+        f"profile does this itself, e.g. on Google Colab); or copy the files of a machine that has "
         f"them into {folder}. The data root is root=..., else ${ENV_DATA_ROOT}, else ~/.cache/polcore/data."
     )
 
@@ -142,5 +149,5 @@ def _check_contents(name: str, source: _Source, root: Path, x: torch.Tensor, y: 
         raise DatasetUnavailable(
             f"dataset {name!r} ({source.title}) in {root / source.folder} is corrupt: {problem}. "
             f"Delete that folder and fetch it again with load_dataset({name!r}, download=True) "
-            f"(polcore ... --download) on a machine with internet access, e.g. Google Colab."
+            f"on a machine with internet access, e.g. Google Colab."
         )

@@ -32,7 +32,7 @@ def run_experiment(
     """The stored result of `experiment` at `profile` when fresh, else `compute(...)` (stored).
 
     Stops at once, saying what is missing, when the profile needs a GPU or a dataset this machine
-    does not have (the paper profile without CUDA or without the downloaded datasets).
+    does not have and cannot download (the paper profile without CUDA, or offline without the data).
     """
     prof = get_profile(profile)
     dev = select_device(prof, device)
@@ -40,6 +40,6 @@ def run_experiment(
     if chosen is None:
         raise ValueError(f"profile {prof.name!r} has no setup for experiment {experiment!r}")
     for name in dict.fromkeys(datasets(chosen)):
-        require_dataset(name)
+        require_dataset(name, download=True)  # fetched once where there is a network (Colab)
     return load_or_run(experiment, prof.name, config(chosen), lambda: compute(prof.name, chosen, dev), device=dev,
                        recompute=recompute)
