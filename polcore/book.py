@@ -96,8 +96,33 @@ def execute_notebook(job: NotebookJob, out_dir: Path, parameters: dict[str, obje
             f"{err.ename}: {err.evalue}"
         ) from None
     finally:
+        if kernel.has_kernel:  # nbclient shuts down only kernels it started itself
+            kernel.shutdown_kernel(now=True)
         sockets.cleanup()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    normalise_executed(output, job.name)
+    return seconds
+
+
+def normalise_executed(path: Path, name: str) -> None:
+    """Make an executed notebook a function of its outputs: cell ids from the page name and position
+    instead of random ones, and no timestamps or durations. Two runs that print the same things
+    then store the same file, so a git diff of book/ shows only changed results."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    run = notebook.metadata.get("papermill", {})
+    for key in ("start_time", "end_time", "duration"):
+        run.pop(key, None)
+    # papermill records its input (here the whole jupytext notebook) and absolute paths: keep names.
+    run["input_path"] = f"notebooks/{name}.py"
+    run["output_path"] = f"{path.parent.name}/{path.name}"
+    for index, cell in enumerate(notebook.cells):
+        cell["id"] = f"{name[:50]}-{index}"
+        cell.metadata.pop("execution", None)
+        for key in ("start_time", "end_time", "duration"):
+            cell.metadata.get("papermill", {}).pop(key, None)
+    nbformat.write(notebook, path)
 
 
 def run_notebooks(root: Path, profile: str, out_dir: Path, only: list[str] | None = None) -> None:

@@ -47,3 +47,14 @@ def test_repository_book_lists_every_notebook_source():
         text = job.source.read_text()
         assert '# %% tags=["parameters"]' in text and 'profile = "cpu"' in text, job.source
         assert "google.colab" in text, f"{job.source} lacks the Colab install cell"
+
+
+def test_executed_notebooks_are_a_function_of_their_outputs(tmp_path):
+    """Two runs store byte-identical notebooks: no random cell ids, timestamps or absolute paths."""
+    root = _toy_book(tmp_path)
+    (root / "notebooks" / "bad.py").unlink()
+    run_notebooks(root, "smoke", tmp_path / "a")
+    run_notebooks(root, "smoke", tmp_path / "b")
+    first, second = (tmp_path / "a" / "good.ipynb").read_bytes(), (tmp_path / "b" / "good.ipynb").read_bytes()
+    assert first == second
+    assert str(tmp_path).encode() not in first
