@@ -53,8 +53,8 @@ def test_executed_notebooks_are_a_function_of_their_outputs(tmp_path):
     """Two runs store byte-identical notebooks: no random cell ids, timestamps or absolute paths."""
     root = _toy_book(tmp_path)
     (root / "notebooks" / "bad.py").unlink()
-    run_notebooks(root, "smoke", tmp_path / "a")
-    run_notebooks(root, "smoke", tmp_path / "b")
-    first, second = (tmp_path / "a" / "good.ipynb").read_bytes(), (tmp_path / "b" / "good.ipynb").read_bytes()
+    run_notebooks(root, "smoke", tmp_path / "a" / "book")
+    run_notebooks(root, "smoke", tmp_path / "b" / "book")
+    first, second = ((tmp_path / run / "book" / "good.ipynb").read_bytes() for run in "ab")
     assert first == second
     assert str(tmp_path).encode() not in first
