@@ -9,9 +9,12 @@ and Q are scaled together so that k / steps-per-epoch stays near the paper's 100
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polcore.training import OptimizerConfig
+
+if TYPE_CHECKING:
+    from polcore.models import ModelSpec
 
 PROFILE_NAMES = ("smoke", "cpu", "paper")
 DEFAULT_PROFILE = "cpu"
@@ -34,8 +37,8 @@ class TrainSetup:
     augment: bool = False
     train_size: int | None = None
 
-    def model_spec(self):  # -> ModelSpec (import kept local: models import nothing from here)
-        from polcore.models import ModelSpec
+    def model_spec(self) -> ModelSpec:
+        from polcore.models import ModelSpec  # local: keeps `import polcore.profiles` light
 
         return ModelSpec(self.model, dict(self.model_kwargs))
 

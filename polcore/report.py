@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from IPython.display import Markdown
 
 
 def sig(x: float, digits: int = 3) -> str:
@@ -31,7 +34,7 @@ def mean_std(values: Sequence[float], digits: int = 4) -> str:
     return f"{sig(arr.mean(), digits)} ± {sig(arr.std(ddof=1) if arr.size > 1 else 0.0, 2)}"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None):
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> Markdown:
     """An IPython Markdown object (renders as a table in the book; plain, stable text for nbval)."""
     from IPython.display import Markdown
 
