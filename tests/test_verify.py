@@ -4,6 +4,7 @@ rejected for the right reason; the pure parts (thresholds, selection, init test)
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 from pathlib import Path
 
@@ -148,7 +149,27 @@ def test_bn_buffers_and_momentum_make_replay_exact(tmp_path):
     no_momentum = rewrite(path, tmp_path / "lost", checkpoints=lambda c: [dataclasses.replace(x, momentum=None)
                                                                          for x in c])
     report = Verifier(policy=All(), threshold=Static(0.0)).verify_path(no_momentum)
-    assert report.decision == "rejected" and report.intervals[0].passed and not report.intervals[1].passed
+    first, second = report.intervals[:2]
+    assert report.decision == "rejected"
+    assert first.distances["l2"] == 0 and first.momentum_error == math.inf  # weights fine, momentum missing
+    assert second.distances["l2"] > 0  # replayed without momentum, the weights drift
+
+
+def test_momentum_that_replay_does_not_produce_is_rejected(honest_dir, tmp_path):
+    """Stored momentum must be what training produced, or it is a free knob to steer replays."""
+    def scale_one(checkpoints):
+        out = list(checkpoints)
+        mid = out[2]
+        out[2] = dataclasses.replace(mid, momentum={k: 1.5 * v for k, v in mid.momentum.items()})
+        return out
+
+    steered = rewrite(honest_dir, tmp_path / "steered", checkpoints=scale_one)
+    report = Verifier(policy=All(), threshold=Static(1.0)).verify_path(steered)
+    bad = [r for r in report.intervals if not r.passed]
+    assert report.decision == "rejected" and report.reason_codes == ["replay"]
+    assert bad[0].stop == read_proof(honest_dir).checkpoint_steps()[2] and bad[0].momentum_error > 0.1
+    honest = Verifier(policy=All(), threshold=Static(1.0)).verify_path(honest_dir)
+    assert honest.accepted and all(r.momentum_error == 0 for r in honest.intervals)
 
 
 # ---- the pure parts ---------------------------------------------------------------------------------

@@ -167,7 +167,8 @@ def _verify(args: argparse.Namespace) -> int:
         d_ref, source = _d_ref(args.d_ref, proof, data, device)
         try:
             verifier = Verifier(policy=policy, threshold=threshold, metrics=metrics, d_ref=d_ref,
-                                d_ref_source=source, init_alpha=args.init_alpha, device=device,
+                                d_ref_source=source, init_alpha=args.init_alpha, momentum_rtol=args.momentum_rtol,
+                                device=device,
                                 fail_fast=args.fail_fast, progress=progress_label("verify") is not None)
         except ValueError as err:
             raise CommandError(str(err)) from None
@@ -250,6 +251,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--d-ref", help="FILE.json ({metric: value}) or measure:N (train N reference runs)")
     verify.add_argument("--init-alpha", type=float, default=0.001,
                         help="family-wise level of the init check (its false-rejection rate)")
+    verify.add_argument("--momentum-rtol", type=float, default=0.1,
+                        help="relative error allowed between replayed and recorded SGD momentum (default 0.1)")
     verify.add_argument("--fail-fast", action="store_true", help="stop at the first failed check")
     verify.add_argument("--report", help="write the full report as JSON to this file")
     verify.add_argument("--data-root", help="where downloaded datasets live")

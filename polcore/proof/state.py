@@ -53,6 +53,12 @@ class Checkpoint:
         """The tensors `names` (the parameters, in model order) as one float64 CPU vector."""
         return torch.cat([self.model[n].detach().reshape(-1).to("cpu", torch.float64) for n in names])
 
+    def flat_momentum(self, names: list[str]) -> torch.Tensor | None:
+        """The SGD momentum buffers of `names` as one float64 CPU vector (None: no buffers)."""
+        if self.momentum is None:
+            return None
+        return torch.cat([self.momentum[n].detach().reshape(-1).to("cpu", torch.float64) for n in names])
+
 
 @dataclass(frozen=True)
 class ModelLayout:

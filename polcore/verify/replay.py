@@ -14,6 +14,7 @@ import torch
 from polcore.data import TensorDataset
 from polcore.models import build_model
 from polcore.proof import Checkpoint, Proof, ProofError, restore
+from polcore.proof.state import capture
 from polcore.proof.manifest import MANIFEST_FILE
 from polcore.prover import BatchHasher
 from polcore.training import flat_params, make_optimizer, train
@@ -22,6 +23,7 @@ from polcore.training import flat_params, make_optimizer, train
 @dataclass(frozen=True)
 class Replay:
     weights: torch.Tensor  # flat float64 parameters after the replayed steps
+    momentum: torch.Tensor | None  # flat float64 SGD momentum after them (None: the optimizer keeps none)
     bad_steps: list[int]  # steps whose batch hash differs from the proof's
 
 
@@ -63,7 +65,8 @@ class Replayer:
         hasher.flush()
         recorded = self.proof.batch_hashes[checkpoint.step : stop]
         bad = [checkpoint.step + i for i, (h, want) in enumerate(zip(hasher.hashes, recorded)) if h != want]
-        return Replay(flat_params(self.model), bad)
+        end = capture(self.model, optimizer, stop)
+        return Replay(flat_params(self.model), end.flat_momentum([n for n, _ in self.model.named_parameters()]), bad)
 
     def first_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The proof's first batch (for counting a step's FLOPs)."""

@@ -28,7 +28,8 @@ class IntervalResult:
     `normalised` is distance / d_ref (Zhang et al. Table III); `update_norms` are ||g|| with
     g = W_stop - W_start from the proof, `reproduced_norms` ||g'|| with g' = W'_stop - W_start.
     `limits` holds the threshold of each judged metric; `bad_steps` the steps whose batch hash
-    did not match the proof's.
+    did not match the proof's. `momentum_error` is ||m' - m|| / max(||m||, ||m'||) between the
+    replayed and the recorded SGD momentum at `stop` (None when the proof uses no momentum).
     """
 
     index: int
@@ -43,6 +44,7 @@ class IntervalResult:
     bad_steps: list[int]
     passed: bool
     seconds: float
+    momentum_error: float | None = None
 
 
 @dataclass(frozen=True)

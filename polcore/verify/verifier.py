@@ -11,6 +11,8 @@ checked), every epoch is verified, including the last.
 
 from __future__ import annotations
 
+import math
+
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +51,12 @@ class Verifier:
         d_ref: reference distance per metric (`reference.measure_d_ref`); needed by normalised
             and stage thresholds, and fills the report's normalised errors.
         d_ref_source: where d_ref came from, recorded in the report.
+        momentum_rtol: the relative l2 error allowed between the replayed and the recorded SGD
+            momentum at the end of an interval (default 0.1). A proof stores momentum so replay is
+            exact; unchecked, the buffers would be a free knob to steer a replay onto chosen weights.
+            Momentum is an average of gradients, so benign noise moves it relatively as much as it
+            moves an interval's update: measured at the cpu profile with other convolution kernels,
+            median 7e-6, largest 8.4e-3 over 53 intervals; steering needs changes of order 1.
         init_alpha, correction: family-wise level (the rate at which a fresh init is wrongly
             rejected; default 0.001) and multiple-testing correction of the init check.
         device: where replays run.
@@ -64,6 +72,7 @@ class Verifier:
         metrics: Sequence[str] = ("l2",),
         d_ref: Mapping[str, float] | None = None,
         d_ref_source: str | None = None,
+        momentum_rtol: float = 0.1,
         init_alpha: float = 0.001,
         correction: Correction = "holm",
         device: torch.device | str = "cpu",
@@ -85,6 +94,9 @@ class Verifier:
             if missing:
                 raise ValueError(f"threshold {self.threshold.spec()} needs d_ref for metric {missing[0]}")
         self.d_ref_source = d_ref_source
+        if not (np.isfinite(momentum_rtol) and momentum_rtol >= 0):
+            raise ValueError(f"momentum_rtol must be a finite number >= 0, got {momentum_rtol}")
+        self.momentum_rtol = momentum_rtol
         self.init_alpha = init_alpha
         self.correction = correction
         self.device = torch.device(device)
@@ -140,7 +152,7 @@ class Verifier:
                 results.append(self._check_interval(proof, replayer, intervals[i]))
                 if self.fail_fast and not results[-1].passed:
                     break
-            reasons += _interval_reasons(results, self.threshold.strict)
+            reasons += _interval_reasons(results, self.threshold.strict, self.momentum_rtol)
         cost = self._cost(proof, results, flops, time.perf_counter() - start)
         return self._report("rejected" if reasons else "accepted", reasons, str(proof.path), init=init,
                             dataset_matches=matches, selected=selected, intervals=results, cost=cost)
@@ -179,9 +191,11 @@ class Verifier:
             for m in self.metrics
         }
         normalised = {m: d[m] / self.d_ref[m] for m in METRICS if m in self.d_ref} if self.d_ref else None
-        passed = not replay.bad_steps and all(within(d[m], limits[m], self.threshold.strict) for m in self.metrics)
+        momentum_error = _relative_error(replay.momentum, proof.checkpoint(iv.stop).flat_momentum(names))
+        passed = (not replay.bad_steps and all(within(d[m], limits[m], self.threshold.strict) for m in self.metrics)
+                  and (momentum_error is None or momentum_error <= self.momentum_rtol))
         return IntervalResult(iv.index, iv.start, iv.stop, iv.epoch, d, normalised, update, reproduced, limits,
-                              replay.bad_steps, passed, time.perf_counter() - t0)
+                              replay.bad_steps, passed, time.perf_counter() - t0, momentum_error)
 
     # ---- the report --------------------------------------------------------------------------
 
@@ -208,7 +222,17 @@ def proof_dataset(proof: Proof, *, device: torch.device | str = "cpu", root: str
         raise ProofError(MANIFEST_FILE, "dataset", str(err)) from None
 
 
-def _interval_reasons(results: list[IntervalResult], strict: bool) -> list[Reason]:
+def _relative_error(replayed: torch.Tensor | None, recorded: torch.Tensor | None) -> float | None:
+    """||a - b|| / max(||a||, ||b||): 0 for two zero vectors, inf when only one side exists."""
+    if replayed is None and recorded is None:
+        return None
+    if replayed is None or recorded is None:
+        return math.inf
+    scale = max(float(torch.linalg.vector_norm(replayed)), float(torch.linalg.vector_norm(recorded)))
+    return float(torch.linalg.vector_norm(replayed - recorded)) / scale if scale > 0 else 0.0
+
+
+def _interval_reasons(results: list[IntervalResult], strict: bool, momentum_rtol: float) -> list[Reason]:
     """One data reason for batches that differ, one replay reason for intervals out of bounds."""
     reasons = []
     bad_steps = sorted(s for r in results for s in r.bad_steps)
@@ -223,4 +247,10 @@ def _interval_reasons(results: list[IntervalResult], strict: bool) -> list[Reaso
         reasons.append(Reason("replay", f"{len(over)} of {len(results)} replayed intervals exceed the threshold; "
                                         f"first: steps {r.start}-{r.stop}, {m} distance {r.distances[m]:.3g} > "
                                         f"{r.limits[m]:.3g}"))
+    steered = [r for r in results if r.momentum_error is not None and not r.momentum_error <= momentum_rtol]
+    if steered:
+        r = steered[0]
+        reasons.append(Reason("replay", f"{len(steered)} of {len(results)} replayed intervals end with SGD momentum "
+                                        f"unlike the proof's; first: steps {r.start}-{r.stop}, relative error "
+                                        f"{r.momentum_error:.3g} > {momentum_rtol:.3g}"))
     return reasons
