@@ -49,8 +49,10 @@ markdown_table(["profile", "verdict", "claims"], [[p, v, n] for (p, v), n in sor
 # %% tags=["hide-input"]
 for paper in (ZHANG, FANG, SULIMAN):
     display(markdown_table(
-        ["claim", "what the paper claims", "paper's number", "profile", "ours", "verdict"],
-        [[r.claim, r.what, r.paper_numbers, r.profile, r.ours, r.verdict] for r in rows if r.paper == paper],
+        ["claim", "what the paper claims (what the cpu profile must show)", "paper's number", "profile", "ours",
+         "verdict"],
+        [[r.claim, f"{r.what} (*cpu: {r.cpu_must_show}*)", r.paper_numbers, r.profile, r.ours, r.verdict]
+         for r in rows if r.paper == paper],
         title=paper,
     ))
 

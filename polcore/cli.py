@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from polcore.commands.proof import add_parsers as add_proof_parsers
-from polcore.profiles import DEFAULT_PROFILE, PROFILE_NAMES
+from polcore.profiles import DEFAULT_PROFILE, PROFILE_NAMES, PROFILES
 
 
 def _book(args: argparse.Namespace) -> int:
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polcore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     book = sub.add_parser("book", help="execute every notebook of _toc.yml, then build the HTML book")
-    book.add_argument("--profile", choices=PROFILE_NAMES, default=DEFAULT_PROFILE)
+    book.add_argument("--profile", choices=PROFILE_NAMES, default=DEFAULT_PROFILE,
+                      help="; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()))
     book.add_argument("--root", default=".", help="the book's root (holds _toc.yml and _config.yml)")
     book.add_argument("--out", help="where executed notebooks go (default: <root>/book)")
     book.add_argument("--no-build", action="store_true", help="execute notebooks only")

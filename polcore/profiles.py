@@ -8,7 +8,7 @@ and Q are scaled together so that k / steps-per-epoch stays near the paper's 100
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from polcore.training import OptimizerConfig
@@ -123,11 +123,7 @@ class Profile:
     description: str
     independent_runs: IndependentRunsSetup
     pol: PolSetup
-    extra: dict[str, Any] = field(default_factory=dict)
     forging: ForgingSetup | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "requires_cuda": self.requires_cuda}
 
 
 # ---- cpu: scikit-learn digits (1,437 train images, 1x8x8) and small ResNets -------------------

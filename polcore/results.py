@@ -210,7 +210,10 @@ def load_or_run(
     )
     result.config = config
     save_result(result, root)
-    return load_result(experiment, profile, root) or result
+    stored = load_result(experiment, profile, root)  # what a later reader gets, byte for byte
+    if stored is None:
+        raise RuntimeError(f"result {experiment} ({profile}) could not be read back after writing it")
+    return stored
 
 
 def stored_claims(root: Path | None = None) -> dict[str, dict[str, tuple[str, ClaimResult]]]:
@@ -234,6 +237,7 @@ class ClaimRow:
     paper: str
     what: str
     paper_numbers: str
+    cpu_must_show: str
     profile: str
     experiment: str
     ours: str
@@ -251,6 +255,7 @@ def claims_overview(root: Path | None = None) -> list[ClaimRow]:
         runs = stored.get(claim_id, {})
         for profile in [p for p in PROFILE_NAMES if p in runs] or ["-"]:
             experiment, ours = runs.get(profile, ("-", None))
-            rows.append(ClaimRow(claim_id, claim.paper, claim.what, claim.paper_numbers or "-", profile, experiment,
+            rows.append(ClaimRow(claim_id, claim.paper, claim.what, claim.paper_numbers or "-", claim.cpu_must_show,
+                                 profile, experiment,
                                  ours.ours if ours else "-", ours.verdict if ours else "not yet run"))
     return rows

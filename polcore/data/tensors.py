@@ -34,10 +34,6 @@ class TensorDataset:
         return len(self.y)
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x.shape[1:])
-
-    @property
     def device(self) -> torch.device:
         return self.x.device
 

@@ -31,15 +31,18 @@ def run_experiment(
 ) -> Result:
     """The stored result of `experiment` at `profile` when fresh, else `compute(...)` (stored).
 
-    Stops at once, saying what is missing, when the profile needs a GPU or a dataset this machine
-    does not have and cannot download (the paper profile without CUDA, or offline without the data).
+    Stops at once, saying what is missing, when the profile needs a GPU, or when it must compute and
+    a dataset is neither on disk nor downloadable (the paper profile offline without the data).
     """
     prof = get_profile(profile)
     dev = select_device(prof, device)
     chosen = setup(prof)
     if chosen is None:
         raise ValueError(f"profile {prof.name!r} has no setup for experiment {experiment!r}")
-    for name in dict.fromkeys(datasets(chosen)):
-        require_dataset(name, download=True)  # fetched once where there is a network (Colab)
-    return load_or_run(experiment, prof.name, config(chosen), lambda: compute(prof.name, chosen, dev), device=dev,
-                       recompute=recompute)
+
+    def check_then_compute() -> Result:
+        for name in dict.fromkeys(datasets(chosen)):  # fetched once where there is a network (Colab)
+            require_dataset(name, download=True)
+        return compute(prof.name, chosen, dev)
+
+    return load_or_run(experiment, prof.name, config(chosen), check_then_compute, device=dev, recompute=recompute)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from polcore.data import load_dataset, index_schedule
+from polcore.data import TensorDataset, index_schedule, load_dataset
 from polcore.models import build_model
 from polcore.experiments.common import run_experiment
 from polcore.profiles import IndependentRunsSetup, TrainSetup
@@ -33,6 +33,7 @@ INIT_SEED_BASE = 1000  # model m draws its init from seed 1000 + m and its data 
 
 def train_run(
     setup: TrainSetup,
+    data: TensorDataset,
     *,
     init_seed: int,
     order_seed: int,
@@ -46,7 +47,6 @@ def train_run(
     replaying its last k steps from the checkpoint before them with each batch's examples reversed:
     the benign reproduction error a verifier has to tolerate.
     """
-    data = load_dataset(setup.dataset, size=setup.train_size, device=device)
     model = build_model(setup.model_spec(), seed=init_seed).to(device)
     optimizer = make_optimizer(model, setup.optimizer())
     indices = index_schedule(len(data), setup.batch_size, setup.epochs, seed=order_seed)
@@ -80,11 +80,12 @@ def train_run(
 
 def measure(train_setup: TrainSetup, n_models: int, n_pairs: int, device: torch.device) -> dict[str, Any]:
     """One row of Table 1: train the models; distances, norms, the t-test, reproduction errors."""
+    data = load_dataset(train_setup.dataset, size=train_setup.train_size, device=device)
     test = load_dataset(train_setup.dataset, train=False, device=device)
     weights, accs, curve, interval_errors = [], [], [], []
     reference: list[torch.Tensor] = []
     for m in range(n_models):
-        model, snaps, interval_error = train_run(train_setup, init_seed=INIT_SEED_BASE + m, order_seed=m,
+        model, snaps, interval_error = train_run(train_setup, data, init_seed=INIT_SEED_BASE + m, order_seed=m,
                                                  device=device, snapshot_every_epoch=m < 2)
         if m == 0:
             reference = snaps
@@ -94,7 +95,7 @@ def measure(train_setup: TrainSetup, n_models: int, n_pairs: int, device: torch.
         accs.append(accuracy(model, test))
         interval_errors.append(interval_error)
     # A whole run replayed with the same benign change: model 0 with every batch reversed.
-    noisy, noisy_snaps, _ = train_run(train_setup, init_seed=INIT_SEED_BASE, order_seed=0, device=device,
+    noisy, noisy_snaps, _ = train_run(train_setup, data, init_seed=INIT_SEED_BASE, order_seed=0, device=device,
                                       reverse_within_batch=True, snapshot_every_epoch=True)
     noise_curve = [float(torch.linalg.vector_norm(a.double() - b.double())) for a, b in zip(reference, noisy_snaps)]
     pairs = list(itertools.combinations(range(n_models), 2))[:n_pairs]
