@@ -108,8 +108,12 @@ def train(
     seed: int = 0,
     hook: StepHook | None = None,
     progress: str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Run steps `start..stop` of a schedule (`indices[step]`, `lrs[step]`); returns their losses.
+
+    `dtype` casts each batch's inputs after they are drawn (and hashed by a hook): a verifier's
+    float64 replay of a float32 proof measures float32's own rounding noise on the same bytes.
 
     The augmentation of step s is seeded by `step_seed(seed, s)`, so replaying any interval alone
     gives the same batches. `progress` names a tqdm bar (shown on a terminal, not stored in a
@@ -126,7 +130,7 @@ def train(
     for step in bar:
         idx = indices[step]
         x, y = get_batch(data, idx, augment=augment, aug_seed=step_seed(seed, step) if augment else None)
-        loss = train_step(model, optimizer, x, y, float(lrs[step]))
+        loss = train_step(model, optimizer, x if dtype is None else x.to(dtype), y, float(lrs[step]))
         losses.append(loss)
         if hook is not None:
             hook(StepRecord(step=step, indices=idx, x=x, y=y, lr=float(lrs[step]), loss=loss))

@@ -44,6 +44,7 @@ from polcore.verify import (
     intervals_of,
     parse_threshold,
 )
+from polcore.verify.selection import replay_plan
 from polcore.verify.init_check import bonferroni
 from polcore.verify.thresholds import ThresholdInput
 
@@ -227,9 +228,12 @@ def test_selection_policies(honest_dir):
 
 
 def test_report_counts_cost_next_to_training(honest_dir):
-    one = Verifier(policy=TopQ(1)).verify_path(honest_dir).cost
+    one = Verifier(policy=TopQ(1), metrics=["linf"]).verify_path(honest_dir)
     every = Verifier(policy=All()).verify_path(honest_dir).cost
-    assert one.replayed_steps == 12 and every.replayed_steps == every.training_steps == 24
+    planned = replay_plan(one.selected, 6)
+    assert one.cost.replayed_steps == 4 * len(planned) and {r.role for r in one.intervals} <= {
+        "selected", "predecessor", "final"}
+    assert every.replayed_steps == every.training_steps == 24
     assert every.flops_per_step > 0 and every.training_flops == every.flops_per_step * 24
     assert every.claimed_training_seconds is not None
 

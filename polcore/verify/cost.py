@@ -1,4 +1,8 @@
-"""The FLOPs of one training step, counted (not estimated) with torch's FlopCounterMode."""
+"""The FLOPs of one training step, counted (not estimated) with torch's FlopCounterMode.
+
+`meta_step_flops` counts on the meta device: no memory, no arithmetic, so a verifier knows what
+a proof's replay would cost before it allocates a model of the proof's (attacker-chosen) size.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,15 @@ import copy
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from polcore.models import ModelSpec, _builder
+
+
+def meta_model(spec: ModelSpec) -> nn.Module:
+    """The model's structure on the meta device (no memory, no init draw): for shapes, FLOPs and
+    the declared init distributions of a spec an attacker chose."""
+    with torch.device("meta"):
+        return _builder(spec.name)(**spec.kwargs)
 
 
 def step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -18,3 +31,12 @@ def step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     with FlopCounterMode(display=False) as counter:
         nn.functional.cross_entropy(clone(x), y).backward()
     return int(counter.get_total_flops())
+
+
+def meta_step_flops(spec: ModelSpec, input_shape: tuple[int, ...], batch_size: int) -> int:
+    """`step_flops` of `spec` on a batch of `input_shape` inputs, counted on the meta device."""
+    model = meta_model(spec)
+    with torch.device("meta"):
+        x = torch.empty(batch_size, *input_shape)
+        y = torch.zeros(batch_size, dtype=torch.int64)
+        return step_flops(model, x, y)

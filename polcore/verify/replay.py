@@ -2,11 +2,18 @@
 
 The model is rebuilt once from the proof's spec; each replay restores a checkpoint (weights,
 buffers, SGD momentum) and runs `polcore.training.train` over the proof's indices and learning
-rates, hashing every batch it trains on so the data check sees exactly the replayed bytes.
+rates, hashing every batch it trains on so the data check sees exactly the replayed bytes. The
+end state is returned whole (weights, momentum, BatchNorm buffers), because every part of it is
+the start of the next interval and must be what training produced.
+
+`probe` replays the same interval in float64 from the same checkpoint: the distance between the
+two replays is float32's own rounding error over the interval, which the calibrated threshold
+scales into a tolerance.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -14,8 +21,8 @@ import torch
 from polcore.data import TensorDataset
 from polcore.models import build_model
 from polcore.proof import Checkpoint, Proof, ProofError, restore
-from polcore.proof.state import capture
 from polcore.proof.manifest import MANIFEST_FILE
+from polcore.proof.state import capture
 from polcore.prover import BatchHasher
 from polcore.training import flat_params, make_optimizer, train
 
@@ -24,7 +31,14 @@ from polcore.training import flat_params, make_optimizer, train
 class Replay:
     weights: torch.Tensor  # flat float64 parameters after the replayed steps
     momentum: torch.Tensor | None  # flat float64 SGD momentum after them (None: the optimizer keeps none)
+    buffers: dict[str, torch.Tensor]  # the model's buffers (BatchNorm statistics) after them
     bad_steps: list[int]  # steps whose batch hash differs from the proof's
+
+
+def flat_buffers(state: dict[str, torch.Tensor] | object, names: list[str]) -> torch.Tensor | None:
+    """The floating-point buffers `names` of a state_dict as one float64 vector (None: there are none)."""
+    parts = [state[n].detach().reshape(-1).to("cpu", torch.float64) for n in names]  # type: ignore[index]
+    return torch.cat(parts) if parts else None
 
 
 class Replayer:
@@ -34,6 +48,7 @@ class Replayer:
         self.proof = proof
         self.data = data
         self.model = build_model(proof.config.model, seed=0).to(device)
+        self._model64: torch.nn.Module | None = None
         self._lrs = proof.config.lr_array()
         self._check_fit()
 
@@ -53,20 +68,36 @@ class Replayer:
             raise ProofError(MANIFEST_FILE, "model", f"outputs {tuple(out.shape[1:])} logits, the dataset has "
                                                      f"{self.data.num_classes} classes")
 
+    def _run(self, model: torch.nn.Module, checkpoint: Checkpoint, stop: int, *, dtype: torch.dtype | None,
+             hasher: BatchHasher | None, progress: str | None) -> Replay:
+        config = self.proof.config
+        optimizer = make_optimizer(model, config.optimizer)
+        restore(model, optimizer, checkpoint)
+        if dtype is not None:
+            for state in optimizer.state.values():
+                state["momentum_buffer"] = state["momentum_buffer"].to(dtype)
+        train(model, optimizer, self.data, self.proof.indices, self._lrs, start=checkpoint.step, stop=stop,
+              augment=config.augment, seed=config.augment_seed, progress=progress, dtype=dtype,
+              hook=(lambda r: hasher.add(r.x, r.y)) if hasher is not None else None)
+        bad: list[int] = []
+        if hasher is not None:
+            hasher.flush()
+            recorded = self.proof.batch_hashes[checkpoint.step : stop]
+            bad = [checkpoint.step + i for i, (h, want) in enumerate(zip(hasher.hashes, recorded)) if h != want]
+        end = capture(model, optimizer, stop)
+        names = [n for n, _ in model.named_parameters()]
+        buffers = {n: b.detach().to("cpu", copy=True) for n, b in model.named_buffers()}
+        return Replay(flat_params(model), end.flat_momentum(names), buffers, bad)
+
     def replay(self, checkpoint: Checkpoint, stop: int, *, progress: str | None = None) -> Replay:
         """Run steps checkpoint.step .. stop-1 from `checkpoint`, as the prover claims it did."""
-        config = self.proof.config
-        optimizer = make_optimizer(self.model, config.optimizer)
-        restore(self.model, optimizer, checkpoint)
-        hasher = BatchHasher()
-        train(self.model, optimizer, self.data, self.proof.indices, self._lrs, start=checkpoint.step, stop=stop,
-              augment=config.augment, seed=config.augment_seed, hook=lambda r: hasher.add(r.x, r.y),
-              progress=progress)
-        hasher.flush()
-        recorded = self.proof.batch_hashes[checkpoint.step : stop]
-        bad = [checkpoint.step + i for i, (h, want) in enumerate(zip(hasher.hashes, recorded)) if h != want]
-        end = capture(self.model, optimizer, stop)
-        return Replay(flat_params(self.model), end.flat_momentum([n for n, _ in self.model.named_parameters()]), bad)
+        return self._run(self.model, checkpoint, stop, dtype=None, hasher=BatchHasher(), progress=progress)
+
+    def probe(self, checkpoint: Checkpoint, stop: int) -> Replay:
+        """The same replay in float64 (no hash check: the bytes are the same batches, cast)."""
+        if self._model64 is None:
+            self._model64 = copy.deepcopy(self.model).to(torch.float64)
+        return self._run(self._model64, checkpoint, stop, dtype=torch.float64, hasher=None, progress=None)
 
     def first_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The proof's first batch (for counting a step's FLOPs)."""

@@ -29,7 +29,12 @@ class IntervalResult:
     g = W_stop - W_start from the proof, `reproduced_norms` ||g'|| with g' = W'_stop - W_start.
     `limits` holds the threshold of each judged metric; `bad_steps` the steps whose batch hash
     did not match the proof's. `momentum_error` is ||m' - m|| / max(||m||, ||m'||) between the
-    replayed and the recorded SGD momentum at `stop` (None when the proof uses no momentum).
+    replayed and the recorded SGD momentum at `stop` (None when the proof uses no momentum), and
+    `buffer_error` the same for BatchNorm running statistics (None for a model without them);
+    `counters_match` says whether integer buffers (batch counters) are equal. `role` says why the
+    interval was replayed: selected by the policy, the predecessor of a selected one (its end
+    state is the state that one starts from), or the final interval. `noise` is the distance
+    between the float32 and float64 replays (calibrated threshold only).
     """
 
     index: int
@@ -45,6 +50,12 @@ class IntervalResult:
     passed: bool
     seconds: float
     momentum_error: float | None = None
+    role: str = "selected"
+    noise: dict[str, float] | None = None
+    momentum_tolerance: float | None = None
+    buffer_error: float | None = None
+    buffer_tolerance: float | None = None
+    counters_match: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,8 @@ class VerificationReport:
     selected: list[int] = field(default_factory=list)
     intervals: list[IntervalResult] = field(default_factory=list)
     cost: Cost | None = None
+    coverage: dict[str, Any] | None = None
+    tolerances: dict[str, float] | None = None
 
     @property
     def accepted(self) -> bool:

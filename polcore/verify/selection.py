@@ -3,6 +3,11 @@
 An interval runs from one checkpoint to the next (k steps, the last one possibly shorter). As in
 Algorithm 2, it belongs to the epoch in which its last step runs. Policies are pure: given the
 interval table (and, for top-Q, the update magnitudes), they return interval positions.
+
+`replay_plan` then adds what makes a replay trustworthy: the interval *before* each selected
+one, whose replay checks the state (weights, SGD momentum, BatchNorm statistics) the selected
+interval starts from, and the final interval, which pins the model the proof claims. Without the
+first, the optimizer state at the start of a replay is a free knob (state injection).
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+import secrets
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -74,16 +80,24 @@ class TopQ:
 
 @dataclass(frozen=True)
 class RandomQ:
-    """Q intervals per epoch drawn uniformly, seeded per epoch (reproducible, unpredictable
-    to a prover who does not know the seed)."""
+    """Q intervals per epoch drawn uniformly, seeded per epoch.
+
+    Without a seed, one is drawn from the operating system's randomness when the policy is made
+    (and recorded in the report, so the selection can be reproduced): a fixed default would let
+    every prover know in advance which intervals are replayed.
+    """
 
     q: int
-    seed: int = 0
+    seed: int | None = None
     needs_magnitudes = False
 
     def __post_init__(self) -> None:
         if self.q < 1:
             raise ValueError(f"Q must be >= 1, got {self.q}")
+        if self.seed is None:
+            object.__setattr__(self, "seed", secrets.randbits(63))
+        elif not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"the random policy's seed must be an integer >= 0, got {self.seed!r}")
 
     def select(self, intervals: Sequence[Interval], magnitudes: Mapping[str, np.ndarray] | None = None) -> list[int]:
         chosen: list[int] = []
@@ -94,6 +108,24 @@ class RandomQ:
 
     def to_dict(self) -> dict[str, Any]:
         return {"policy": "random", "q": self.q, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class Union:
+    """The union of several policies' selections (e.g. top-Q and random-Q: the largest updates
+    and a sample an adaptive prover cannot predict)."""
+
+    policies: tuple[SelectionPolicy, ...]
+
+    @property
+    def needs_magnitudes(self) -> bool:  # type: ignore[override]
+        return any(p.needs_magnitudes for p in self.policies)
+
+    def select(self, intervals: Sequence[Interval], magnitudes: Mapping[str, np.ndarray] | None = None) -> list[int]:
+        return sorted({i for p in self.policies for i in p.select(intervals, magnitudes)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": "union", "of": [p.to_dict() for p in self.policies]}
 
 
 @dataclass(frozen=True)
@@ -109,12 +141,33 @@ class All:
         return {"policy": "all"}
 
 
-def make_policy(name: str, *, q: int = 1, seed: int = 0) -> SelectionPolicy:
+def make_policy(name: str, *, q: int = 1, seed: int | None = None) -> SelectionPolicy:
     """`topq`, `random` or `all` by name (the CLI's --policy)."""
     if name == "topq":
         return TopQ(q)
     if name == "random":
         return RandomQ(q, seed)
+    if name == "topq+random":
+        return Union((TopQ(q), RandomQ(q, seed)))
     if name == "all":
         return All()
-    raise ValueError(f"unknown policy {name!r}; choose topq, random or all")
+    raise ValueError(f"unknown policy {name!r}; choose {', '.join(POLICY_NAMES)}")
+
+
+POLICY_NAMES = ("topq", "random", "topq+random", "all")
+
+Role = Literal["selected", "predecessor", "final"]
+
+
+def replay_plan(selected: Sequence[int], n_intervals: int) -> dict[int, Role]:
+    """Every interval to replay, with why: the selected ones, the one before each (it checks the
+    state the selected interval starts from), and the last (it checks the claimed final model)."""
+    plan: dict[int, Role] = {}
+    for i in selected:
+        plan[i] = "selected"
+    for i in selected:
+        if i > 0:
+            plan.setdefault(i - 1, "predecessor")
+    if n_intervals:
+        plan.setdefault(n_intervals - 1, "final")
+    return dict(sorted(plan.items()))

@@ -10,7 +10,15 @@ d > delta). The limit comes from one of:
 * `StageDependent(deltas)`: Zhang et al. Sec. V's countermeasure: larger normalised thresholds
   early in training, smaller later; training is cut into len(deltas) equal stages by step.
 * `Adaptive(alpha)`: Fang et al. Lemma 3, alpha * min(||g||, ||g'||) with g = W_{t+k} - W_t the
-  proof's update and g' = W'_{t+k} - W_t the reproduced one (in the metric's own norm, so not cos).
+  proof's update and g' = W'_{t+k} - W_t the reproduced one. The paper states it per update and in
+  l2; here it applies per interval of k updates and in the metric's own norm (so not cos).
+* `Calibrated(factor)`: factor times the *measured* rounding noise of the interval: the verifier
+  replays it once more in float64, and the distance between its float32 and float64 replays is
+  float32's own rounding error over those k steps. Another float32 stack (other kernels, threads,
+  a GPU without TF32) has errors of that size, so an honest proof from it lands within a small
+  factor, while a wrong claimed learning rate, weight decay or Nesterov flag does not. Never
+  looser than `Adaptive(cap_alpha)`: an attacker who makes the replay chaotic inflates the noise,
+  and the cap keeps that from opening the threshold.
 
 Each is a small frozen dataclass with `limit(ThresholdInput) -> float`: pure, no state.
 """
@@ -34,10 +42,13 @@ class ThresholdInput:
     update_norm: float | None  # ||g||, None for cos
     reproduced_norm: float | None  # ||g'||, None for cos
     d_ref: float | None
+    noise: float | None = None  # d(float32 replay, float64 replay), for thresholds that need it
+    weight_norm: float | None = None  # ||W_{t+k}|| of the proof, None for cos
 
 
 class Threshold(Protocol):
     needs_d_ref: bool
+    needs_noise: bool  # the verifier must replay each interval in float64 too
     strict: bool  # pass only when d < limit (Lemma 3's bound is strict), else d <= limit
 
     def limit(self, x: ThresholdInput) -> float: ...
@@ -64,6 +75,7 @@ def _need_d_ref(x: ThresholdInput) -> float:
 class Static:
     delta: float
     needs_d_ref = False
+    needs_noise = False
     strict = False
 
     def __post_init__(self) -> None:
@@ -83,6 +95,7 @@ class Static:
 class Normalised:
     delta: float
     needs_d_ref = True
+    needs_noise = False
     strict = False
 
     def __post_init__(self) -> None:
@@ -102,6 +115,7 @@ class Normalised:
 class StageDependent:
     deltas: tuple[float, ...]
     needs_d_ref = True
+    needs_noise = False
     strict = False
 
     def __post_init__(self) -> None:
@@ -126,6 +140,7 @@ class StageDependent:
 class Adaptive:
     alpha: float
     needs_d_ref = False
+    needs_noise = False
     strict = True  # a zero update has no direction: Lemma 3 accepts no distance below alpha * 0
 
     def __post_init__(self) -> None:
@@ -143,13 +158,59 @@ class Adaptive:
         return f"adaptive:{self.alpha!r}"
 
 
+FLOAT32_EPS = 2.0**-23
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """min(factor * max(noise, eps32 * ||W_{t+k}||), cap_alpha * min(||g||, ||g'||)), strict.
+
+    `noise` is the distance between the verifier's float32 replay and its float64 replay of the
+    same interval; the floor (one float32 rounding at the weights' scale) keeps a replay that
+    happens to round identically in both precisions from demanding bit-exactness.
+    """
+
+    factor: float = 100.0
+    cap_alpha: float = 1.0
+    needs_d_ref = False
+    needs_noise = True
+    strict = True
+
+    def __post_init__(self) -> None:
+        _check_positive("factor", self.factor)
+        _check_positive("cap_alpha", self.cap_alpha)
+        if self.factor < 1:
+            raise ValueError(f"factor must be >= 1 (a tolerance below the measured noise rejects honest proofs), "
+                             f"got {self.factor}")
+
+    def limit(self, x: ThresholdInput) -> float:
+        if x.update_norm is None or x.reproduced_norm is None or x.weight_norm is None:
+            raise ValueError(f"the calibrated threshold needs update norms (metric {x.metric} has none)")
+        if x.noise is None:
+            raise ValueError("the calibrated threshold needs the measured float64 replay noise")
+        calibrated = self.factor * max(x.noise, FLOAT32_EPS * x.weight_norm)
+        return min(calibrated, self.cap_alpha * min(x.update_norm, x.reproduced_norm))
+
+    def state_tolerance(self, noise: float, cap: float) -> float:
+        """The relative tolerance for SGD momentum and BatchNorm statistics: factor times their
+        measured relative float64 noise (floored at eps32), never above the fixed `cap`."""
+        return min(self.factor * max(noise, FLOAT32_EPS), cap)
+
+    def supports(self, metric: Metric) -> bool:
+        return metric != "cos"
+
+    def spec(self) -> str:
+        return f"calibrated:{self.factor!r}" + (f",{self.cap_alpha!r}" if self.cap_alpha != 1.0 else "")
+
+
 def within(distance: float, limit: float, strict: bool) -> bool:
     """Whether a distance passes its limit (False for NaN, which compares false either way)."""
     return distance < limit if strict else distance <= limit
 
 
 def parse_threshold(spec: str) -> Threshold:
-    """`static:D`, `normalised:D` (or `normalized:D`), `stage:D1,D2,...`, `adaptive:ALPHA`."""
+    """`static:D`, `normalised:D` (or `normalized:D`), `stage:D1,D2,...`, `adaptive:ALPHA`,
+    `calibrated:FACTOR[,CAP_ALPHA]` (`calibrated` alone: factor 100)."""
     kind, _, value = spec.partition(":")
     try:
         if kind == "static":
@@ -160,10 +221,16 @@ def parse_threshold(spec: str) -> Threshold:
             return Adaptive(float(value))
         if kind == "stage":
             return StageDependent(tuple(float(v) for v in value.split(",")))
+        if kind == "calibrated":
+            parts = [float(v) for v in value.split(",")] if value else []
+            if len(parts) > 2:
+                raise ValueError("calibrated takes FACTOR[,CAP_ALPHA]")
+            return Calibrated(*parts)
     except ValueError as err:
         raise ValueError(f"threshold {spec!r}: {err}") from None
-    raise ValueError(f"threshold {spec!r}: use static:D, normalised:D, stage:D1,D2,... or adaptive:ALPHA")
+    raise ValueError(f"threshold {spec!r}: use static:D, normalised:D, stage:D1,D2,..., adaptive:ALPHA or "
+                     f"calibrated:FACTOR")
 
 
 def describe(threshold: Threshold) -> dict[str, Any]:
-    return {"spec": threshold.spec(), "needs_d_ref": threshold.needs_d_ref}
+    return {"spec": threshold.spec(), "needs_d_ref": threshold.needs_d_ref, "needs_noise": threshold.needs_noise}

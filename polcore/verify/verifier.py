@@ -1,20 +1,35 @@
 """Algorithm 2 (PoL verification; Zhang et al. Sec. II-D) and its variants, with pluggable parts.
 
-`Verifier` holds the configuration (selection policy, threshold, metrics, d_ref, init-test
-level, device) and runs the checks; the maths lives in pure modules it calls (`distances`,
-`thresholds`, `selection`, `init_check`). The verifier judges every proof the same way,
+`Verifier` holds the configuration (selection policy, threshold, metrics, d_ref, tolerances, init
+test level, device) and runs the checks; the maths lives in pure modules it calls (`distances`,
+`thresholds`, `selection`, `init_check`, `schedule`). The verifier judges every proof the same way,
 whoever wrote it: it sees only what `polcore.proof` reads from disk.
 
-Unlike Algorithm 2 as printed (its loop stops at T-1, so the last epoch's updates are never
-checked), every epoch is verified, including the last.
+Beyond Algorithm 2 as printed:
+
+* every epoch is verified, including the last (the printed loop stops at T-1);
+* the state a replay starts from is itself checked (the defence against *state injection*): a
+  proof stores SGD momentum and BatchNorm statistics so replay is exact, which makes them a knob
+  an attacker can turn to steer a replay onto a stolen model. So W_0 carries no optimizer state
+  and fresh buffers; each selected interval is replayed together with the interval before it,
+  whose replay must end in the selected interval's recorded weights, momentum and buffers; the
+  final interval is always replayed; and top-Q ranks intervals by momentum change as well as by
+  weight change. See `docs` of `polcore.attacks.state_injection` for what this leaves open;
+* the data check covers every step's batch hash, not only the replayed ones (it trains nothing),
+  and reports how the index schedule covers the dataset;
+* the cost of the planned replay is counted (on the meta device, before anything is allocated)
+  and refused above `max_replay_flops`.
+
+Any error that is not a judgement (a malformed proof, or anything unexpected) gives the decision
+"invalid", never "rejected" or "accepted".
 """
 
 from __future__ import annotations
 
 import math
-
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +40,18 @@ from polcore.data import TensorDataset, load_dataset
 from polcore.models import build_model, init_distributions
 from polcore.proof import Proof, ProofError, read_proof
 from polcore.proof.manifest import MANIFEST_FILE
-from polcore.verify.cost import step_flops
+from polcore.prover import hash_batches
+from polcore.verify.cost import meta_model, meta_step_flops
 from polcore.verify.distances import METRICS, NORM_METRICS, Metric, check_metrics, distances, norm
 from polcore.verify.init_check import Correction, InitCheck, check_init
-from polcore.verify.replay import Replayer
+from polcore.verify.replay import Replay, Replayer, flat_buffers
 from polcore.verify.report import Cost, Decision, IntervalResult, Reason, VerificationReport
-from polcore.verify.selection import Interval, SelectionPolicy, TopQ, intervals_of
-from polcore.verify.thresholds import Adaptive, Threshold, ThresholdInput, describe, within
+from polcore.verify.schedule import index_coverage
+from polcore.verify.selection import Interval, SelectionPolicy, TopQ, intervals_of, replay_plan
+from polcore.verify.thresholds import Adaptive, Calibrated, Threshold, ThresholdInput, describe, within
+
+DEFAULT_MAX_REPLAY_FLOPS = 1e17  # ~2x a whole 200-epoch ResNet-50/CIFAR-100 run; raise it on purpose
+MOMENTUM_KEY = "momentum"  # the extra top-Q ranking: ||m_{t+k} - m_t||
 
 
 class Verifier:
@@ -39,26 +59,30 @@ class Verifier:
 
     Example::
 
-        verifier = Verifier(policy=TopQ(1), threshold=Normalised(0.01), metrics=METRICS, d_ref=d_ref)
+        verifier = Verifier(policy=TopQ(1), threshold=Calibrated(100), metrics=("l2",))
         report = verifier.verify_path("my-proof")   # dataset loaded from the manifest's name
         print(report.summary()); open("report.json", "w").write(report.to_json())
 
     Args:
-        policy: which intervals to replay (default `TopQ(1)`, Jia et al.'s choice).
+        policy: which intervals to replay (default `TopQ(1)`, Jia et al.'s choice); the interval
+            before each selected one and the final interval are replayed too (`replay_plan`).
         threshold: when a replay is close enough (default `Adaptive(1.0)`, Fang et al.'s alpha).
         metrics: the metrics the threshold judges and top-Q ranks by (default l2); distances in
             all four metrics are reported regardless.
         d_ref: reference distance per metric (`reference.measure_d_ref`); needed by normalised
             and stage thresholds, and fills the report's normalised errors.
         d_ref_source: where d_ref came from, recorded in the report.
-        momentum_rtol: the relative l2 error allowed between the replayed and the recorded SGD
-            momentum at the end of an interval (default 0.1). A proof stores momentum so replay is
-            exact; unchecked, the buffers would be a free knob to steer a replay onto chosen weights.
-            Momentum is an average of gradients, so benign noise moves it relatively as much as it
-            moves an interval's update: measured at the cpu profile with other convolution kernels,
-            median 7e-6, largest 8.4e-3 over 53 intervals; steering needs changes of order 1.
+        momentum_rtol, buffer_rtol: the relative l2 error allowed between the replayed and the
+            recorded SGD momentum, and BatchNorm running statistics, at the end of an interval
+            (default 0.1 each; BatchNorm batch counters must match exactly). Benign noise moves
+            momentum relatively as much as an interval's update: measured at the cpu profile with
+            other convolution kernels, median 7e-6, largest 8.4e-3 over 53 intervals. The
+            calibrated threshold tightens both to its measured noise.
         init_alpha, correction: family-wise level (the rate at which a fresh init is wrongly
             rejected; default 0.001) and multiple-testing correction of the init check.
+        require_permutations: reject a proof whose epochs are not each a permutation of distinct
+            examples (always reported; off by default: a prover may legitimately sample).
+        max_replay_flops: refuse (decision "invalid") to replay more than this many FLOPs.
         device: where replays run.
         fail_fast: stop at the first failed check (Algorithm 2) instead of reporting all.
         progress: show a tqdm bar over replayed intervals.
@@ -73,8 +97,11 @@ class Verifier:
         d_ref: Mapping[str, float] | None = None,
         d_ref_source: str | None = None,
         momentum_rtol: float = 0.1,
+        buffer_rtol: float = 0.1,
         init_alpha: float = 0.001,
         correction: Correction = "holm",
+        require_permutations: bool = False,
+        max_replay_flops: float = DEFAULT_MAX_REPLAY_FLOPS,
         device: torch.device | str = "cpu",
         fail_fast: bool = False,
         progress: bool = False,
@@ -87,18 +114,28 @@ class Verifier:
             raise ValueError(f"threshold {self.threshold.spec()} cannot judge metric {unsupported[0]}")
         self.d_ref = dict(d_ref) if d_ref is not None else None
         for m, value in (self.d_ref or {}).items():
-            if m not in METRICS or not np.isfinite(value) or value <= 0:
+            if m not in METRICS or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
                 raise ValueError(f"d_ref[{m!r}] must be a known metric with a finite value > 0, got {value}")
         if self.threshold.needs_d_ref:
             missing = [m for m in self.metrics if m not in (self.d_ref or {})]
             if missing:
                 raise ValueError(f"threshold {self.threshold.spec()} needs d_ref for metric {missing[0]}")
         self.d_ref_source = d_ref_source
-        if not (np.isfinite(momentum_rtol) and momentum_rtol >= 0):
-            raise ValueError(f"momentum_rtol must be a finite number >= 0, got {momentum_rtol}")
-        self.momentum_rtol = momentum_rtol
-        self.init_alpha = init_alpha
+        for name, value in (("momentum_rtol", momentum_rtol), ("buffer_rtol", buffer_rtol)):
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not (isinstance(init_alpha, (int, float)) and 0 < init_alpha < 1):
+            raise ValueError(f"init_alpha must lie in (0, 1), got {init_alpha}")
+        if correction not in ("holm", "bonferroni"):
+            raise ValueError(f"unknown correction {correction!r}; choose holm or bonferroni")
+        if not (isinstance(max_replay_flops, (int, float)) and max_replay_flops > 0):
+            raise ValueError(f"max_replay_flops must be a number > 0, got {max_replay_flops}")
+        self.momentum_rtol = float(momentum_rtol)
+        self.buffer_rtol = float(buffer_rtol)
+        self.init_alpha = float(init_alpha)
         self.correction = correction
+        self.require_permutations = bool(require_permutations)
+        self.max_replay_flops = float(max_replay_flops)
         self.device = torch.device(device)
         self.fail_fast = fail_fast
         self.progress = progress
@@ -115,9 +152,11 @@ class Verifier:
             proof = read_proof(path)
             if data is None:
                 data = proof_dataset(proof, device=self.device, root=data_root)
-            return self.verify(proof, data)
         except ProofError as err:
             return self.invalid(path, err)
+        except Exception as err:  # noqa: BLE001 - untrusted input: anything unforeseen is "invalid"
+            return self.invalid(path, _unexpected(err))
+        return self.verify(proof, data)
 
     def invalid(self, path: str | Path, error: ProofError) -> VerificationReport:
         """The report of a proof that could not be read or does not fit its own claims."""
@@ -125,6 +164,14 @@ class Verifier:
 
     def verify(self, proof: Proof, data: TensorDataset) -> VerificationReport:
         """Run every check on a proof already read, against `data`."""
+        try:
+            return self._verify(proof, data)
+        except ProofError as err:
+            return self.invalid(proof.path, err)
+        except Exception as err:  # noqa: BLE001 - a verifier never turns a crash into a judgement
+            return self.invalid(proof.path, _unexpected(err))
+
+    def _verify(self, proof: Proof, data: TensorDataset) -> VerificationReport:
         start = time.perf_counter()
         config = proof.config
         reasons: list[Reason] = []
@@ -139,76 +186,128 @@ class Verifier:
             reasons.append(Reason("init", f"W_0 is not a fresh draw from the model's init distribution "
                                           f"({len(init.failed_layers)} layers rejected at alpha {init.alpha}, "
                                           f"{init.correction}: {layers})"))
+        stale = _stale_buffers(proof)
+        if stale:
+            reasons.append(Reason("init", f"W_0's buffers are not those of a freshly built model ({stale})"))
+        coverage = index_coverage(proof.indices, config.dataset.size, config.steps_per_epoch)
+        if matches:
+            reasons += self._check_data(proof, data, coverage)
         intervals = intervals_of(config)
-        selected: list[int] = []
+        magnitudes = self._magnitudes(proof, intervals) if self.policy.needs_magnitudes else None
+        selected = self.policy.select(intervals, magnitudes)
+        plan = replay_plan(selected, len(intervals))
+        flops = meta_step_flops(config.model, tuple(data.x.shape[1:]), config.batch_size)
+        planned_steps = sum(intervals[i].stop - intervals[i].start for i in plan)
+        planned_flops = flops * planned_steps * (2 if self.threshold.needs_noise else 1)
+        if planned_flops > self.max_replay_flops:
+            raise ProofError(MANIFEST_FILE, "schedule",
+                             f"verifying it would replay {planned_steps} steps ({planned_flops:.3g} FLOPs), more "
+                             f"than this verifier's limit of {self.max_replay_flops:.3g} FLOPs (raise the limit "
+                             f"to verify it anyway)")
         results: list[IntervalResult] = []
-        flops = 0
         if matches and not (self.fail_fast and reasons):
             replayer = Replayer(proof, data, self.device)
-            flops = step_flops(replayer.model, *replayer.first_batch())
-            magnitudes = self._magnitudes(proof, intervals) if self.policy.needs_magnitudes else None
-            selected = self.policy.select(intervals, magnitudes)
-            for i in tqdm(selected, desc="verify", leave=False, disable=not self.progress):
-                results.append(self._check_interval(proof, replayer, intervals[i]))
+            for i, role in tqdm(plan.items(), desc="verify", leave=False, disable=not self.progress):
+                results.append(self._check_interval(proof, replayer, intervals[i], role))
                 if self.fail_fast and not results[-1].passed:
                     break
-            reasons += _interval_reasons(results, self.threshold.strict, self.momentum_rtol)
+            reasons += _interval_reasons(results, self.threshold.strict)
         cost = self._cost(proof, results, flops, time.perf_counter() - start)
         return self._report("rejected" if reasons else "accepted", reasons, str(proof.path), init=init,
-                            dataset_matches=matches, selected=selected, intervals=results, cost=cost)
+                            dataset_matches=matches, selected=selected, intervals=results, cost=cost,
+                            coverage=coverage.to_dict())
 
     # ---- the checks -------------------------------------------------------------------------
 
     def _check_init(self, proof: Proof) -> InitCheck:
-        with torch.device("meta"):
-            declared = init_distributions(build_model(proof.config.model, seed=0))
+        declared = init_distributions(meta_model(proof.config.model))
         return check_init(proof.checkpoint(0).model, declared, alpha=self.init_alpha, correction=self.correction)
 
+    def _check_data(self, proof: Proof, data: TensorDataset, coverage) -> list[Reason]:  # noqa: ANN001
+        """Every step's batch hash (not only the replayed ones), and the schedule's coverage."""
+        reasons = []
+        hashes = hash_batches(data, proof.indices, proof.config)
+        bad = [step for step, (h, want) in enumerate(zip(hashes, proof.batch_hashes)) if h != want]
+        if bad:
+            shown = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
+            reasons.append(Reason("data", f"{len(bad)} of {len(hashes)} batches differ from their recorded hashes "
+                                          f"(steps {shown})"))
+        if self.require_permutations and not coverage.permutation_per_epoch:
+            reasons.append(Reason("data", f"the index schedule is not one permutation per epoch: {coverage.summary()}"))
+        return reasons
+
     def _magnitudes(self, proof: Proof, intervals: Sequence[Interval]) -> dict[str, np.ndarray]:
-        """d(W_t, W_{t+k}) of every interval, per judged metric (what top-Q ranks)."""
+        """d(W_t, W_{t+k}) of every interval per judged metric, and ||m_{t+k} - m_t|| (what top-Q ranks)."""
         names = proof.layout.parameters
         out = {m: np.zeros(len(intervals)) for m in self.metrics}
-        previous = proof.checkpoint(0).flat(names)
+        with_momentum = proof.config.optimizer.momentum > 0
+        if with_momentum:
+            out[MOMENTUM_KEY] = np.zeros(len(intervals))
+        first = proof.checkpoint(0)
+        previous, previous_m = first.flat(names), first.flat_momentum(names)
         for iv in intervals:
-            current = proof.checkpoint(iv.stop).flat(names)
+            checkpoint = proof.checkpoint(iv.stop)
+            current = checkpoint.flat(names)
             for m, value in distances(previous, current, self.metrics).items():
                 out[m][iv.index] = value
+            if with_momentum:
+                current_m = checkpoint.flat_momentum(names)
+                before = previous_m if previous_m is not None else torch.zeros_like(current)
+                after = current_m if current_m is not None else torch.zeros_like(current)
+                out[MOMENTUM_KEY][iv.index] = float(torch.linalg.vector_norm(after - before))
+                previous_m = current_m
             previous = current
         return out
 
-    def _check_interval(self, proof: Proof, replayer: Replayer, iv: Interval) -> IntervalResult:
+    def _check_interval(self, proof: Proof, replayer: Replayer, iv: Interval, role: str) -> IntervalResult:
         t0 = time.perf_counter()
         names = proof.layout.parameters
-        first = proof.checkpoint(iv.start)
-        w_start, w_stop = first.flat(names), proof.checkpoint(iv.stop).flat(names)
+        first, last = proof.checkpoint(iv.start), proof.checkpoint(iv.stop)
+        w_start, w_stop = first.flat(names), last.flat(names)
         replay = replayer.replay(first, iv.stop)
+        probe = replayer.probe(first, iv.stop) if self.threshold.needs_noise else None
         d = distances(replay.weights, w_stop, METRICS)
         update = {m: norm(w_stop - w_start, m) for m in NORM_METRICS}
         reproduced = {m: norm(replay.weights - w_start, m) for m in NORM_METRICS}
+        noise = distances(replay.weights, probe.weights, NORM_METRICS) if probe is not None else None
         limits = {
             m: self.threshold.limit(ThresholdInput(m, iv.start, proof.config.steps, update.get(m), reproduced.get(m),
-                                                   (self.d_ref or {}).get(m)))
+                                                   (self.d_ref or {}).get(m), (noise or {}).get(m),
+                                                   norm(w_stop, m) if m in NORM_METRICS else None))
             for m in self.metrics
         }
         normalised = {m: d[m] / self.d_ref[m] for m in METRICS if m in self.d_ref} if self.d_ref else None
-        momentum_error = _relative_error(replay.momentum, proof.checkpoint(iv.stop).flat_momentum(names))
+        state = _state_errors(replay, probe, last, names, replayer)
+        momentum_tol, buffer_tol = self.momentum_rtol, self.buffer_rtol
+        if isinstance(self.threshold, Calibrated) and probe is not None:
+            momentum_tol = self.threshold.state_tolerance(state.momentum_noise or 0.0, self.momentum_rtol)
+            buffer_tol = self.threshold.state_tolerance(state.buffer_noise or 0.0, self.buffer_rtol)
         passed = (not replay.bad_steps and all(within(d[m], limits[m], self.threshold.strict) for m in self.metrics)
-                  and (momentum_error is None or momentum_error <= self.momentum_rtol))
+                  and (state.momentum is None or state.momentum <= momentum_tol)
+                  and (state.buffers is None or state.buffers <= buffer_tol) and state.counters_match)
         return IntervalResult(iv.index, iv.start, iv.stop, iv.epoch, d, normalised, update, reproduced, limits,
-                              replay.bad_steps, passed, time.perf_counter() - t0, momentum_error)
+                              replay.bad_steps, passed, time.perf_counter() - t0, state.momentum, role=role,
+                              noise=noise, momentum_tolerance=momentum_tol, buffer_error=state.buffers,
+                              buffer_tolerance=buffer_tol, counters_match=state.counters_match)
 
     # ---- the report --------------------------------------------------------------------------
 
     def _cost(self, proof: Proof, results: list[IntervalResult], flops: int, seconds: float) -> Cost:
         replayed = sum(r.stop - r.start for r in results)
+        factor = 2 if self.threshold.needs_noise else 1
         claimed = proof.config.meta.get("train_seconds")
-        return Cost(replayed, proof.config.steps, flops, flops * replayed, flops * proof.config.steps, seconds,
-                    float(claimed) if isinstance(claimed, (int, float)) and not isinstance(claimed, bool) else None)
+        return Cost(replayed, proof.config.steps, flops, flops * replayed * factor, flops * proof.config.steps,
+                    seconds, float(claimed) if isinstance(claimed, (int, float)) and not isinstance(claimed, bool)
+                    else None)
 
     def _report(self, decision: Decision, reasons: list[Reason], path: str, **fields: object) -> VerificationReport:
         return VerificationReport(decision=decision, reasons=reasons, proof=path, policy=self.policy.to_dict(),
                                   threshold=describe(self.threshold), metrics=list(self.metrics), d_ref=self.d_ref,
-                                  d_ref_source=self.d_ref_source, **fields)  # type: ignore[arg-type]
+                                  d_ref_source=self.d_ref_source,
+                                  tolerances={"momentum_rtol": self.momentum_rtol, "buffer_rtol": self.buffer_rtol,
+                                              "init_alpha": self.init_alpha,
+                                              "max_replay_flops": self.max_replay_flops},
+                                  **fields)  # type: ignore[arg-type]
 
 
 def proof_dataset(proof: Proof, *, device: torch.device | str = "cpu", root: str | Path | None = None
@@ -222,6 +321,10 @@ def proof_dataset(proof: Proof, *, device: torch.device | str = "cpu", root: str
         raise ProofError(MANIFEST_FILE, "dataset", str(err)) from None
 
 
+def _unexpected(err: Exception) -> ProofError:
+    return ProofError("-", "-", f"verification failed unexpectedly ({type(err).__name__}: {str(err)[:300]})")
+
+
 def _relative_error(replayed: torch.Tensor | None, recorded: torch.Tensor | None) -> float | None:
     """||a - b|| / max(||a||, ||b||): 0 for two zero vectors, inf when only one side exists."""
     if replayed is None and recorded is None:
@@ -229,11 +332,48 @@ def _relative_error(replayed: torch.Tensor | None, recorded: torch.Tensor | None
     if replayed is None or recorded is None:
         return math.inf
     scale = max(float(torch.linalg.vector_norm(replayed)), float(torch.linalg.vector_norm(recorded)))
-    return float(torch.linalg.vector_norm(replayed - recorded)) / scale if scale > 0 else 0.0
+    error = float(torch.linalg.vector_norm(replayed - recorded)) / scale if scale > 0 else 0.0
+    return error if math.isfinite(error) else math.inf
 
 
-def _interval_reasons(results: list[IntervalResult], strict: bool, momentum_rtol: float) -> list[Reason]:
-    """One data reason for batches that differ, one replay reason for intervals out of bounds."""
+@dataclass(frozen=True)
+class _StateErrors:
+    momentum: float | None  # relative error of the replayed vs recorded SGD momentum
+    buffers: float | None  # relative error of the replayed vs recorded floating-point buffers
+    counters_match: bool  # integer buffers (BatchNorm's num_batches_tracked) equal
+    momentum_noise: float | None  # the same errors between the float32 and float64 replays
+    buffer_noise: float | None
+
+
+def _state_errors(replay: Replay, probe: Replay | None, recorded, names: list[str],  # noqa: ANN001
+                  replayer: Replayer) -> _StateErrors:
+    floats = [n for n, b in replay.buffers.items() if b.is_floating_point()]
+    counters = [n for n, b in replay.buffers.items() if not b.is_floating_point()]
+    counters_match = all(torch.equal(replay.buffers[n].cpu(), recorded.model[n].cpu()) for n in counters)
+    mine = flat_buffers(replay.buffers, floats)
+    theirs = flat_buffers(recorded.model, floats)
+    return _StateErrors(
+        momentum=_relative_error(replay.momentum, recorded.flat_momentum(names)),
+        buffers=_relative_error(mine, theirs),
+        counters_match=counters_match,
+        momentum_noise=_relative_error(replay.momentum, probe.momentum) if probe is not None else None,
+        buffer_noise=_relative_error(mine, flat_buffers(probe.buffers, floats)) if probe is not None else None,
+    )
+
+
+def _stale_buffers(proof: Proof) -> str:
+    """'' when W_0's buffers equal a freshly built model's (BatchNorm: mean 0, var 1, count 0)."""
+    names = [n for n, _ in meta_model(proof.config.model).named_buffers()]
+    if not names:
+        return ""
+    fresh = dict(build_model(proof.config.model, seed=0).named_buffers())
+    first = proof.checkpoint(0).model
+    bad = [n for n in names if not torch.equal(first[n].cpu(), fresh[n])]
+    return ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else "")
+
+
+def _interval_reasons(results: list[IntervalResult], strict: bool) -> list[Reason]:
+    """One data reason for batches that differ, one replay reason per kind of state out of bounds."""
     reasons = []
     bad_steps = sorted(s for r in results for s in r.bad_steps)
     if bad_steps:
@@ -244,13 +384,24 @@ def _interval_reasons(results: list[IntervalResult], strict: bool, momentum_rtol
     if over:
         r = over[0]
         m = next(m for m, lim in r.limits.items() if not within(r.distances[m], lim, strict))
+        why = ""
+        if r.limits[m] == 0 and strict and r.update_norms.get(m) == 0:
+            why = (" (the proof's update there is zero: it claims no training in those steps, and a threshold "
+                   "proportional to the update accepts no distance at all)")
         reasons.append(Reason("replay", f"{len(over)} of {len(results)} replayed intervals exceed the threshold; "
-                                        f"first: steps {r.start}-{r.stop}, {m} distance {r.distances[m]:.3g} > "
-                                        f"{r.limits[m]:.3g}"))
-    steered = [r for r in results if r.momentum_error is not None and not r.momentum_error <= momentum_rtol]
-    if steered:
-        r = steered[0]
-        reasons.append(Reason("replay", f"{len(steered)} of {len(results)} replayed intervals end with SGD momentum "
-                                        f"unlike the proof's; first: steps {r.start}-{r.stop}, relative error "
-                                        f"{r.momentum_error:.3g} > {momentum_rtol:.3g}"))
+                                        f"first: steps {r.start}-{r.stop} ({r.role}), {m} distance "
+                                        f"{r.distances[m]:.3g} > limit {r.limits[m]:.3g}{why}"))
+    for label, error, tolerance in (("SGD momentum", "momentum_error", "momentum_tolerance"),
+                                    ("BatchNorm statistics", "buffer_error", "buffer_tolerance")):
+        off = [r for r in results if getattr(r, error) is not None and not getattr(r, error) <= getattr(r, tolerance)]
+        if off:
+            r = off[0]
+            reasons.append(Reason("replay", f"{len(off)} of {len(results)} replayed intervals end with {label} "
+                                            f"unlike the proof's; first: steps {r.start}-{r.stop} ({r.role}), "
+                                            f"relative error {getattr(r, error):.3g} > {getattr(r, tolerance):.3g}"))
+    counters = [r for r in results if not r.counters_match]
+    if counters:
+        r = counters[0]
+        reasons.append(Reason("replay", f"{len(counters)} of {len(results)} replayed intervals end with BatchNorm "
+                                        f"batch counters unlike the proof's; first: steps {r.start}-{r.stop}"))
     return reasons
