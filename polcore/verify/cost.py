@@ -7,6 +7,7 @@ a proof's replay would cost before it allocates a model of the proof's (attacker
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
@@ -33,8 +34,10 @@ def step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
+@functools.lru_cache(maxsize=64)
 def meta_step_flops(spec: ModelSpec, input_shape: tuple[int, ...], batch_size: int) -> int:
-    """`step_flops` of `spec` on a batch of `input_shape` inputs, counted on the meta device."""
+    """`step_flops` of `spec` on a batch of `input_shape` inputs, counted on the meta device
+    (cached: a verifier judging many proofs of one setup counts once)."""
     model = meta_model(spec)
     with torch.device("meta"):
         x = torch.empty(batch_size, *input_shape)

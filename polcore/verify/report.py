@@ -91,7 +91,7 @@ class VerificationReport:
     intervals: list[IntervalResult] = field(default_factory=list)
     cost: Cost | None = None
     coverage: dict[str, Any] | None = None
-    tolerances: dict[str, float] | None = None
+    tolerances: dict[str, Any] | None = None
 
     @property
     def accepted(self) -> bool:

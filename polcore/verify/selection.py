@@ -159,12 +159,15 @@ POLICY_NAMES = ("topq", "random", "topq+random", "all")
 Role = Literal["selected", "predecessor", "final"]
 
 
-def replay_plan(selected: Sequence[int], n_intervals: int) -> dict[int, Role]:
+def replay_plan(selected: Sequence[int], n_intervals: int, *, chain: bool = True) -> dict[int, Role]:
     """Every interval to replay, with why: the selected ones, the one before each (it checks the
-    state the selected interval starts from), and the last (it checks the claimed final model)."""
+    state the selected interval starts from), and the last (it checks the claimed final model).
+    `chain=False` replays the selected ones only (Algorithm 2 as printed)."""
     plan: dict[int, Role] = {}
     for i in selected:
         plan[i] = "selected"
+    if not chain:
+        return dict(sorted(plan.items()))
     for i in selected:
         if i > 0:
             plan.setdefault(i - 1, "predecessor")

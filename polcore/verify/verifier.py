@@ -83,6 +83,10 @@ class Verifier:
         require_permutations: reject a proof whose epochs are not each a permutation of distinct
             examples (always reported; off by default: a prover may legitimately sample).
         max_replay_flops: refuse (decision "invalid") to replay more than this many FLOPs.
+        chain: the state-injection defence (default on): replay the interval before each selected
+            one and the final interval, and rank momentum jumps in top-Q. Off, the verifier is
+            Algorithm 2 as printed, which trusts the state a replay starts from; the book keeps
+            that setting only to show what the defence changes.
         device: where replays run.
         fail_fast: stop at the first failed check (Algorithm 2) instead of reporting all.
         progress: show a tqdm bar over replayed intervals.
@@ -102,6 +106,7 @@ class Verifier:
         correction: Correction = "holm",
         require_permutations: bool = False,
         max_replay_flops: float = DEFAULT_MAX_REPLAY_FLOPS,
+        chain: bool = True,
         device: torch.device | str = "cpu",
         fail_fast: bool = False,
         progress: bool = False,
@@ -136,6 +141,7 @@ class Verifier:
         self.correction = correction
         self.require_permutations = bool(require_permutations)
         self.max_replay_flops = float(max_replay_flops)
+        self.chain = bool(chain)
         self.device = torch.device(device)
         self.fail_fast = fail_fast
         self.progress = progress
@@ -195,7 +201,7 @@ class Verifier:
         intervals = intervals_of(config)
         magnitudes = self._magnitudes(proof, intervals) if self.policy.needs_magnitudes else None
         selected = self.policy.select(intervals, magnitudes)
-        plan = replay_plan(selected, len(intervals))
+        plan = replay_plan(selected, len(intervals), chain=self.chain)
         flops = meta_step_flops(config.model, tuple(data.x.shape[1:]), config.batch_size)
         planned_steps = sum(intervals[i].stop - intervals[i].start for i in plan)
         planned_flops = flops * planned_steps * (2 if self.threshold.needs_noise else 1)
@@ -240,7 +246,7 @@ class Verifier:
         """d(W_t, W_{t+k}) of every interval per judged metric, and ||m_{t+k} - m_t|| (what top-Q ranks)."""
         names = proof.layout.parameters
         out = {m: np.zeros(len(intervals)) for m in self.metrics}
-        with_momentum = proof.config.optimizer.momentum > 0
+        with_momentum = self.chain and proof.config.optimizer.momentum > 0
         if with_momentum:
             out[MOMENTUM_KEY] = np.zeros(len(intervals))
         first = proof.checkpoint(0)
@@ -306,7 +312,7 @@ class Verifier:
                                   d_ref_source=self.d_ref_source,
                                   tolerances={"momentum_rtol": self.momentum_rtol, "buffer_rtol": self.buffer_rtol,
                                               "init_alpha": self.init_alpha,
-                                              "max_replay_flops": self.max_replay_flops},
+                                              "max_replay_flops": self.max_replay_flops, "chain": self.chain},
                                   **fields)  # type: ignore[arg-type]
 
 
