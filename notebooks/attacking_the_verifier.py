@@ -69,14 +69,14 @@ cases = {row["case"]: row for row in data["cases"]}
 verifiers = data["verifiers"]
 injection = cases["state_injection"]
 spread = cases["state_injection_spread"]
+quiet = cases["state_injection_spread, momentum only"]
 honest = cases["honest proof"]
 detection = data["random_detection"]
 glue_numbers(
     {
-        "va_honest_acc": f"{100 * honest['final_accuracy']:.1f}%",
-        "va_stolen_acc": f"{100 * data['stolen_accuracy']:.1f}%",
-        "va_spoof_acc": f"{100 * injection['final_accuracy']:.1f}%",
+        "va_honest_dist": sig(data["honest_to_stolen"]),
         "va_spoof_dist": sig(injection["distance_to_stolen"]),
+        "va_spread_dist": sig(spread["distance_to_stolen"]),
         "va_attack_s": sig(injection["attack_seconds"]),
         "va_train_s": sig(data["train_seconds"]),
         "va_old_steps": honest[verifiers[0]]["replayed_steps"],
@@ -85,6 +85,9 @@ glue_numbers(
         "va_old_injection": injection[verifiers[0]]["decision"],
         "va_new_injection": injection[verifiers[1]]["decision"],
         "va_random_caught": f"{detection['caught']} of {detection['seeds']}",
+        "va_quiet_old": quiet[verifiers[0]]["decision"],
+        "va_quiet_new": quiet[verifiers[1]]["decision"],
+        "va_spread_old": spread[verifiers[0]]["decision"],
         "va_factor": sig(data["calibration_factor"]),
     }
 )
@@ -92,17 +95,18 @@ glue_numbers(
 # %% [markdown]
 # ## Every tampering case, three verifiers
 #
-# One honest proof of the profile's PoL setup, and spoofs made from it. The attacker's stolen
-# model (a stand-in, trained four times as long) reaches {glue:text}`va_stolen_acc` training
-# accuracy; the honest run reaches {glue:text}`va_honest_acc`. The state-injection spoof lands
-# {glue:text}`va_spoof_dist` ($\ell_2$) from the stolen weights and carries the stolen model's
-# BatchNorm statistics, for {glue:text}`va_spoof_acc`. Making it took
-# {glue:text}`va_attack_s` s against {glue:text}`va_train_s` s of honest training.
+# One honest proof of the profile's PoL setup, and spoofs made from it. The model the attacker
+# passes off as their own is someone else's: an independent run of the same setup from another
+# seed, {glue:text}`va_honest_dist` ($\ell_2$) from the honest run's final weights. The final
+# checkpoint of the state-injection spoof lies {glue:text}`va_spoof_dist` from the stolen
+# weights, and that of the spread variant {glue:text}`va_spread_dist`. Both carry the stolen
+# model's BatchNorm statistics. The state-injection spoof took {glue:text}`va_attack_s` s to
+# make, against {glue:text}`va_train_s` s of honest training.
 #
 # The three verifiers:
 #
 # - *Algorithm 2 as printed*: top-1 per epoch, Fang et al.'s adaptive threshold with
-#   $\alpha = 1$, and the stored starting state trusted;
+#   $\alpha = 1$, weights compared and the stored starting state trusted;
 # - *polcore default*: the same selection and threshold, plus the defence;
 # - *all, calibrated*: every interval, judged by the calibrated threshold below.
 
@@ -133,8 +137,12 @@ markdown_table(
 #
 # **Adaptive attackers.** The spread variant cuts the jump into three pieces over the second
 # half of training and splits each piece between a direct weight change and steered momentum,
-# so that no single interval stands out. It is still caught. Random-$Q$ ($Q = 1$, with the same
-# chaining) caught it for {glue:text}`va_random_caught` seeds.
+# so that no single interval stands out. Algorithm 2 as printed {glue:text}`va_spread_old` it:
+# the weight part is itself a jump that top-$Q$ replays. Sent through the momentum alone, the
+# pieces leave every recorded weight consistent: Algorithm 2 as printed
+# {glue:text}`va_quiet_old` that variant and polcore's default {glue:text}`va_quiet_new` it.
+# Random-$Q$ ($Q = 1$, with the same chaining) caught it for {glue:text}`va_random_caught`
+# seeds.
 #
 # **What is left open.** An injection is seen only when the interval that ends at it is
 # replayed. An attacker who keeps every injected interval's weight and momentum change below the

@@ -16,7 +16,7 @@ from polcore.proof import ProofError, read_proof
 from polcore.verify import Adaptive, All, Calibrated, RandomQ, TopQ, Verifier
 
 VERIFIERS = {
-    "printed": dict(policy=TopQ(1), threshold=Adaptive(1.0), chain=False),  # Algorithm 2 as printed
+    "printed": dict(policy=TopQ(1), threshold=Adaptive(1.0), chain=False, state_checks=False),  # as printed
     "default": dict(),  # polcore verify's defaults
     "random": dict(policy=RandomQ(1, seed=0)),
     "all-calibrated": dict(policy=All(), threshold=Calibrated(100.0)),
@@ -66,11 +66,12 @@ def test_steering_lands_on_the_target_within_rounds(inputs):
     first = inputs.proof.checkpoint(16)
     target = runner.flat(inputs.proof.checkpoint(20)) + 0.5
     landing = steer(runner, first, 20, target)
-    assert landing.distance < 1e-5 and landing.rounds <= 30
+    assert landing.distance < 1e-5 and landing.rounds <= 80
 
 
 def test_spread_injection_points_lie_in_the_second_half():
-    assert SpreadStateInjection(parts=3).injection_points(12) == [6, 8, 10]
+    assert SpreadStateInjection(parts=3).injection_points(12) == [7, 9, 11]
+    assert SpreadStateInjection(parts=3).injection_points(53) == [34, 43, 52]
     assert SpreadStateInjection(parts=5).injection_points(4) == [2, 3]
     with pytest.raises(ValueError):
         SpreadStateInjection(weight_share=1.5)
@@ -90,3 +91,11 @@ def test_a_crippled_injection_is_not_a_success(inputs, tmp_path):
     assert float(torch.linalg.vector_norm(final - stolen)) > 1e-3
 
 
+
+
+def test_momentum_only_spread_passes_algorithm_2_as_printed_but_not_the_default(inputs, tmp_path):
+    """The adaptive attacker: every recorded weight consistent, the jump carried by momentum alone."""
+    path = get_attack("state_injection_spread", weight_share=0.0)(inputs, tmp_path / "quiet")
+    assert Verifier(**VERIFIERS["printed"]).verify_path(path).accepted
+    report = Verifier().verify_path(path)
+    assert report.decision == "rejected" and any("momentum" in r.message for r in report.reasons)

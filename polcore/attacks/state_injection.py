@@ -10,7 +10,9 @@ honest proof of a short run of their own. SGD with momentum moves the weights by
 almost anywhere. A verifier that trusts the stored m_t replays the interval exactly onto W*. The
 attacker solves for m_t by a fixed-point iteration: each round replays the interval and moves m_t
 by (W'_{t+k} - W*) / S, with S = sum_j lr_{t+j} mu^{j+1} the momentum's linear reach; every
-checkpoint after the injection is an honest continuation, so it replays exactly too.
+checkpoint after the injection is an honest continuation, so it replays exactly too. The map is
+close to linear, not exactly: the iteration can wander for a few rounds before it converges, so
+the best landing is kept.
 
 Variants (registered by name):
 
@@ -44,6 +46,9 @@ from polcore.attacks.base import Attack, AttackInputs, RunState, honest_checkpoi
 from polcore.proof import Checkpoint
 
 
+STALL_ROUNDS = 15  # rounds without a 1% better landing before the search stops (it can wander first)
+
+
 @dataclass(frozen=True)
 class Landing:
     """An injected start state and where its replay ends (the next checkpoint of the spoof)."""
@@ -67,24 +72,31 @@ def momentum_reach(runner: RunState, start: int, stop: int) -> float:
     return float(sum(lr * mu ** (j + 1) for j, lr in enumerate(lrs)))
 
 
-def steer(runner: RunState, state: Checkpoint, stop: int, target: torch.Tensor, *, rounds: int = 30,
+def steer(runner: RunState, state: Checkpoint, stop: int, target: torch.Tensor, *, rounds: int = 80,
           tolerance: float = 1e-6) -> Landing:
-    """Choose the momentum of `state` so that replaying to `stop` lands on the flat weights `target`."""
+    """Choose the momentum of `state` so that replaying to `stop` lands on the flat weights `target`:
+    at most `rounds` replays, stopping early at `tolerance` or when a round no longer helps
+    (float32's floor); returns the best landing found."""
     reach = momentum_reach(runner, state.step, stop)
     like = state.model
     recorded = state.flat_momentum(runner.names)
     momentum = recorded if recorded is not None else torch.zeros_like(runner.flat(state))
-    end, distance, used = None, float("inf"), 0
+    best: Landing | None = None
+    stalled = 0
     for used in range(1, rounds + 1):
         start = dataclasses.replace(state, momentum=runner.unflat(momentum, like))
         end = runner.run(start, stop)
         miss = runner.flat(end) - target
         distance = float(torch.linalg.vector_norm(miss))
-        if distance <= tolerance:
+        if best is None or distance < 0.99 * best.distance:
+            best, stalled = Landing(start, end, distance, used), 0
+        else:
+            stalled += 1
+        if distance <= tolerance or stalled >= STALL_ROUNDS:  # done, or rounding has the last word
             break
         momentum = momentum + miss / reach
-    assert end is not None
-    return Landing(start, end, distance, used)
+    assert best is not None
+    return best
 
 
 def with_stolen_statistics(checkpoint: Checkpoint, inputs: AttackInputs) -> Checkpoint:
@@ -112,7 +124,7 @@ class StateInjection(Attack):
     source = "this project (polcore): optimizer state stored in proofs, as in Jia et al.'s reference code"
     threat_model = "holds a stolen model and an honest proof of a short run; wants W* accepted as W_T"
     at: int = -1
-    rounds: int = 30
+    rounds: int = 80
 
     def __call__(self, inputs: AttackInputs, out: str | Path) -> Path:
         runner = RunState(inputs.proof, inputs.data, inputs.device)
@@ -134,7 +146,7 @@ class StateInjectionAtW0(Attack):
     name = "state_injection_w0"
     source = StateInjection.source
     threat_model = StateInjection.threat_model
-    rounds: int = 30
+    rounds: int = 80
 
     def __call__(self, inputs: AttackInputs, out: str | Path) -> Path:
         runner = RunState(inputs.proof, inputs.data, inputs.device)
@@ -155,18 +167,19 @@ class SpreadStateInjection(Attack):
     threat_model = StateInjection.threat_model + "; adapts to a verifier that ranks and chains intervals"
     parts: int = 3
     weight_share: float = 0.5
-    rounds: int = 30
+    rounds: int = 80
 
     def __post_init__(self) -> None:
         if self.parts < 1 or not 0.0 <= self.weight_share <= 1.0:
             raise ValueError("parts must be >= 1 and weight_share in [0, 1]")
 
     def injection_points(self, n_intervals: int) -> list[int]:
-        """Checkpoint positions of the pieces: evenly spread over the second half (at least one apart)."""
-        first = n_intervals // 2
-        span = n_intervals - first
+        """Checkpoint positions of the pieces: evenly spread over the second half, the last piece
+        in the last interval (so the final model is W*), at least one interval apart."""
+        span = n_intervals - n_intervals // 2
         parts = min(self.parts, span)
-        return sorted({first + (j * span) // parts for j in range(parts)})
+        gap = span // parts
+        return [n_intervals - 1 - (parts - 1 - j) * gap for j in range(parts)]
 
     def __call__(self, inputs: AttackInputs, out: str | Path) -> Path:
         runner = RunState(inputs.proof, inputs.data, inputs.device)

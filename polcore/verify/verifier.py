@@ -26,6 +26,7 @@ Any error that is not a judgement (a malformed proof, or anything unexpected) gi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -87,6 +88,8 @@ class Verifier:
             one and the final interval, and rank momentum jumps in top-Q. Off, the verifier is
             Algorithm 2 as printed, which trusts the state a replay starts from; the book keeps
             that setting only to show what the defence changes.
+        state_checks: compare the replayed SGD momentum and BatchNorm statistics with the recorded
+            ones (default on). Off, only weights are compared, as in Algorithm 2 as printed.
         device: where replays run.
         fail_fast: stop at the first failed check (Algorithm 2) instead of reporting all.
         progress: show a tqdm bar over replayed intervals.
@@ -107,6 +110,7 @@ class Verifier:
         require_permutations: bool = False,
         max_replay_flops: float = DEFAULT_MAX_REPLAY_FLOPS,
         chain: bool = True,
+        state_checks: bool = True,
         device: torch.device | str = "cpu",
         fail_fast: bool = False,
         progress: bool = False,
@@ -142,6 +146,7 @@ class Verifier:
         self.require_permutations = bool(require_permutations)
         self.max_replay_flops = float(max_replay_flops)
         self.chain = bool(chain)
+        self.state_checks = bool(state_checks)
         self.device = torch.device(device)
         self.fail_fast = fail_fast
         self.progress = progress
@@ -192,7 +197,7 @@ class Verifier:
             reasons.append(Reason("init", f"W_0 is not a fresh draw from the model's init distribution "
                                           f"({len(init.failed_layers)} layers rejected at alpha {init.alpha}, "
                                           f"{init.correction}: {layers})"))
-        stale = _stale_buffers(proof)
+        stale = _stale_buffers(proof) if self.state_checks else ""
         if stale:
             reasons.append(Reason("init", f"W_0's buffers are not those of a freshly built model ({stale})"))
         coverage = index_coverage(proof.indices, config.dataset.size, config.steps_per_epoch)
@@ -288,6 +293,8 @@ class Verifier:
         if isinstance(self.threshold, Calibrated) and probe is not None:
             momentum_tol = self.threshold.state_tolerance(state.momentum_noise or 0.0, self.momentum_rtol)
             buffer_tol = self.threshold.state_tolerance(state.buffer_noise or 0.0, self.buffer_rtol)
+        if not self.state_checks:
+            state = dataclasses.replace(state, momentum=None, buffers=None, counters_match=True)
         passed = (not replay.bad_steps and all(within(d[m], limits[m], self.threshold.strict) for m in self.metrics)
                   and (state.momentum is None or state.momentum <= momentum_tol)
                   and (state.buffers is None or state.buffers <= buffer_tol) and state.counters_match)
@@ -312,7 +319,8 @@ class Verifier:
                                   d_ref_source=self.d_ref_source,
                                   tolerances={"momentum_rtol": self.momentum_rtol, "buffer_rtol": self.buffer_rtol,
                                               "init_alpha": self.init_alpha,
-                                              "max_replay_flops": self.max_replay_flops, "chain": self.chain},
+                                              "max_replay_flops": self.max_replay_flops, "chain": self.chain,
+                                              "state_checks": self.state_checks},
                                   **fields)  # type: ignore[arg-type]
 
 
