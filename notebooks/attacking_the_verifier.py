@@ -48,6 +48,7 @@ device = "auto"  # "auto", "cpu" or "cuda"
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown, display
 
 from polcore import plotting
 from polcore.experiments import verifier_attacks as experiment
@@ -109,23 +110,25 @@ glue_numbers(
 #   $\alpha = 1$, weights compared and the stored starting state trusted;
 # - *polcore default*: the same selection and threshold, plus the defence;
 # - *all, calibrated*: every interval, judged by the calibrated threshold below.
+#
+# The cases:
 
 # %% tags=["remove-input"]
+display(Markdown("\n".join(f"- *{row['case']}*: {row['what']}" for row in data["cases"])))
 markdown_table(
-    ["case", "what the attacker changed", *verifiers],
+    ["case", *verifiers],
     [
         [
             row["case"],
-            row["what"],
             *(
-                f"**{row[v]['decision']}**"
+                row[v]["decision"]
                 + (f" ({', '.join(row[v]['reasons'])})" if row[v]["reasons"] else "")
                 for v in verifiers
             ),
         ]
         for row in data["cases"]
     ],
-    title="Tampering cases and each verifier's decision (experiment `verifier_attacks`)",
+    title="Tampering cases and each verifier's decision (experiment verifier_attacks)",
 )
 
 # %% [markdown]
@@ -180,27 +183,17 @@ markdown_table(
 # verified on a changed stack. Every interval is replayed.
 
 # %% tags=["remove-input"]
+def verdict(judged: dict) -> str:
+    return f"{judged['decision']}: {sig(judged['worst_ratio'])} of the limit"
+
+
+changed = [row for row in data["calibration"] if row["stack"] != "the prover's stack"]
+display(Markdown("\n".join(f"- *{row['case']}*: verified on {row['stack']}" for row in changed)))
 markdown_table(
-    [
-        "proof",
-        "verifier's stack",
-        "adaptive α = 1",
-        "worst distance / limit",
-        f"calibrated ×{sig(data['calibration_factor'])}",
-        "worst distance / limit ",
-    ],
-    [
-        [
-            row["case"],
-            row["stack"],
-            f"**{row['adaptive']['decision']}**",
-            sig(row["adaptive"]["worst_ratio"]),
-            f"**{row['calibrated']['decision']}**",
-            sig(row["calibrated"]["worst_ratio"]),
-        ]
-        for row in data["calibration"]
-    ],
-    title="Wrong optimizer claims and benign stack changes (experiment `verifier_attacks`)",
+    ["proof", "adaptive α = 1", f"calibrated ×{sig(data['calibration_factor'])}"],
+    [[row["case"], verdict(row["adaptive"]), verdict(row["calibrated"])] for row in data["calibration"]],
+    title="Wrong optimizer claims and benign stack changes, every interval replayed: the decision "
+    "and the worst interval's distance as a fraction of its limit (experiment verifier_attacks)",
 )
 
 # %% tags=["remove-cell"]
@@ -213,7 +206,7 @@ honest_distance = np.maximum(arrays["honest_kernels_distance"], 1e-12)
 ax.semilogy(arrays["honest_kernels_stop"], honest_distance, marker="s", ms=3, label="honest, other kernels: distance")
 ax.set_xlabel("interval end (training step)")
 ax.set_ylabel(r"$\ell_2$ distance to the recorded checkpoint")
-ax.legend(loc="lower right", fontsize="small")
+ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="small", frameon=False)
 plotting.show(fig, "fig_verifier_calibrated")
 
 # %% [markdown]
