@@ -150,7 +150,9 @@ def test_calibrated_threshold_accepts_honest_proofs_across_benign_stack_changes(
 
 def test_finding5_replay_cost_is_capped_before_anything_is_allocated(honest_dir):
     report = Verifier(max_replay_flops=1.0).verify_path(honest_dir)
-    assert report.decision == "invalid" and "limit" in report.reasons[0].message
+    assert report.decision == "invalid" and "FLOPs" in report.reasons[0].message
+    report = Verifier(max_hash_bytes=1e3).verify_path(honest_dir)
+    assert report.decision == "invalid" and "hash" in report.reasons[0].message
 
 
 def test_finding6_an_unexpected_error_is_invalid_never_rejected(honest_dir, monkeypatch):

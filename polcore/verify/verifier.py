@@ -52,6 +52,7 @@ from polcore.verify.selection import Interval, SelectionPolicy, TopQ, intervals_
 from polcore.verify.thresholds import Adaptive, Calibrated, Threshold, ThresholdInput, describe, within
 
 DEFAULT_MAX_REPLAY_FLOPS = 1e17  # ~2x a whole 200-epoch ResNet-50/CIFAR-100 run; raise it on purpose
+DEFAULT_MAX_HASH_BYTES = 1e12  # the data check hashes every step's batch: ~8x CIFAR-10 x 200 epochs
 MOMENTUM_KEY = "momentum"  # the extra top-Q ranking: ||m_{t+k} - m_t||
 
 
@@ -84,6 +85,8 @@ class Verifier:
         require_permutations: reject a proof whose epochs are not each a permutation of distinct
             examples (always reported; off by default: a prover may legitimately sample).
         max_replay_flops: refuse (decision "invalid") to replay more than this many FLOPs.
+        max_hash_bytes: refuse (decision "invalid") to hash more than this many bytes of batches
+            (the data check hashes every step's batch, T x batch size x one example's bytes).
         chain: the state-injection defence (default on): replay the interval before each selected
             one and the final interval, and rank momentum jumps in top-Q. Off, the verifier is
             Algorithm 2 as printed, which trusts the state a replay starts from; the book keeps
@@ -109,6 +112,7 @@ class Verifier:
         correction: Correction = "holm",
         require_permutations: bool = False,
         max_replay_flops: float = DEFAULT_MAX_REPLAY_FLOPS,
+        max_hash_bytes: float = DEFAULT_MAX_HASH_BYTES,
         chain: bool = True,
         state_checks: bool = True,
         device: torch.device | str = "cpu",
@@ -137,8 +141,10 @@ class Verifier:
             raise ValueError(f"init_alpha must lie in (0, 1), got {init_alpha}")
         if correction not in ("holm", "bonferroni"):
             raise ValueError(f"unknown correction {correction!r}; choose holm or bonferroni")
-        if not (isinstance(max_replay_flops, (int, float)) and max_replay_flops > 0):
-            raise ValueError(f"max_replay_flops must be a number > 0, got {max_replay_flops}")
+        for name, value in (("max_replay_flops", max_replay_flops), ("max_hash_bytes", max_hash_bytes)):
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be a number > 0, got {value}")
+        self.max_hash_bytes = float(max_hash_bytes)
         self.momentum_rtol = float(momentum_rtol)
         self.buffer_rtol = float(buffer_rtol)
         self.init_alpha = float(init_alpha)
@@ -201,6 +207,11 @@ class Verifier:
         if stale:
             reasons.append(Reason("init", f"W_0's buffers are not those of a freshly built model ({stale})"))
         coverage = index_coverage(proof.indices, config.dataset.size, config.steps_per_epoch)
+        hash_bytes = config.steps * config.batch_size * (data.x[0].numel() * 4 + 8)
+        if hash_bytes > self.max_hash_bytes:
+            raise ProofError(MANIFEST_FILE, "schedule",
+                             f"checking its data would hash {hash_bytes:.3g} bytes of batches, more than this "
+                             f"verifier's limit of {self.max_hash_bytes:.3g} (raise the limit to verify it anyway)")
         if matches:
             reasons += self._check_data(proof, data, coverage)
         intervals = intervals_of(config)
@@ -319,7 +330,8 @@ class Verifier:
                                   d_ref_source=self.d_ref_source,
                                   tolerances={"momentum_rtol": self.momentum_rtol, "buffer_rtol": self.buffer_rtol,
                                               "init_alpha": self.init_alpha,
-                                              "max_replay_flops": self.max_replay_flops, "chain": self.chain,
+                                              "max_replay_flops": self.max_replay_flops,
+                                              "max_hash_bytes": self.max_hash_bytes, "chain": self.chain,
                                               "state_checks": self.state_checks},
                                   **fields)  # type: ignore[arg-type]
 
