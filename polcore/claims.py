@@ -95,3 +95,44 @@ def get_claim(claim_id: str) -> Claim:
     if claim_id not in CLAIMS:
         raise KeyError(f"unknown claim ID {claim_id!r}; see polcore.claims.CLAIMS")
     return CLAIMS[claim_id]
+
+
+PAPERS: tuple[str, ...] = (ZHANG, FANG, SULIMAN)
+
+
+def claim_target(claim_id: str) -> str:
+    """The MyST target a page sets before the section that regenerates a claim ('claim-f-tab1')."""
+    return "claim-" + claim_id.lower().replace(".", "-")
+
+
+def tally(rows: list) -> list[tuple[str, str, dict[str, int]]]:
+    """How many claims of each paper have each verdict, at each profile with a stored result:
+    (paper, profile, {verdict: count}) in the order of PAPERS, the profiles' order and VERDICTS.
+
+    `rows` are `polcore.results.claims_overview()` rows. A claim with no result at a profile counts
+    as 'not yet run' there, so every paper's counts add up to its number of claims. With no stored
+    result at any profile, the profile is '-'."""
+    from polcore.profiles import PROFILE_NAMES
+
+    verdict_at = {(r.claim, r.profile): r.verdict for r in rows}
+    profiles = [p for p in PROFILE_NAMES if any(r.profile == p for r in rows)] or ["-"]
+    out = []
+    for paper in PAPERS:
+        ids = [c.id for c in CLAIMS.values() if c.paper == paper]
+        for profile in profiles:
+            counts = dict.fromkeys(VERDICTS, 0)
+            for claim_id in ids:
+                verdict = verdict_at.get((claim_id, profile), "not yet run")
+                counts[verdict] = counts.get(verdict, 0) + 1
+            out.append((paper, profile, counts))
+    return out
+
+
+def tally_markdown(rows: list) -> str:
+    """`tally(rows)` as a Markdown table (the README's and the intro's status)."""
+    lines = ["| paper | profile | " + " | ".join(VERDICTS) + " | claims |",
+             "|---|---|" + "---|" * (len(VERDICTS) + 1)]
+    for paper, profile, counts in tally(rows):
+        lines.append(f"| {paper} | {profile} | " + " | ".join(str(n) for n in counts.values())
+                     + f" | {sum(counts.values())} |")
+    return "\n".join(lines)
