@@ -15,7 +15,7 @@
 # # A proof of learning, created and verified (Zhang et al., Sec. II)
 #
 # A *proof of learning* (PoL) lets a model owner show that they spent the compute to train their
-# weights $W_T$. In the scheme of Jia et al., restated as Algorithms 1 and 2 by
+# weights $W_T$. In the scheme of {cite:t}`jia2021pol`, restated as Algorithms 1 and 2 by
 # {cite:t}`zhang2022adversarial`, the prover logs while training: every $k$ steps a checkpoint
 # $W_t$, and for every step the indices of the batch and a hash of its data. A verifier checks that
 # $W_0$ looks like a fresh initialisation, picks the $Q$ largest updates of every epoch, replays
@@ -33,31 +33,27 @@
 # verifier's own hardware would. On identical hardware and settings the replay is bitwise exact.
 
 # %% tags=["parameters"]
-profile = "cpu"
-device = "auto"
-polcore_source = "polcore"
-
-# %% tags=["remove-cell"]
-import sys
-
-if "google.colab" in sys.modules:  # Colab: add polcore only; Colab already has torch and the rest
-    import subprocess
-
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", polcore_source], check=True)
+profile = "cpu"  # "smoke" (seconds), "cpu" (this book), "paper" (a CUDA GPU)
+device = "auto"  # "auto", "cpu" or "cuda"
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 
+from polcore import plotting
 from polcore.experiments import pol_primer as experiment
 from polcore.profiles import get_profile
-from polcore.report import glue, markdown_table, sig
+from polcore.report import glue_numbers, kwargs_text, markdown_table, sig
 
+plotting.style()
 setup = get_profile(profile).pol.train
 result = experiment.run(profile, device=device)
 data, arrays = result.data, result.arrays
-print(f"profile {profile}: {setup.model} {setup.model_kwargs} on {setup.dataset}, {data['steps']} steps "
-      f"({data['steps_per_epoch']} per epoch), batch {setup.batch_size}, k = {data['k']}")
+print(
+    f"profile {profile}: {setup.model} ({kwargs_text(setup.model_kwargs)}) on "
+    f"{setup.dataset}, {data['steps']} steps ({data['steps_per_epoch']} per epoch), "
+    f"batch {setup.batch_size}, k = {data['k']}"
+)
 
 # %% [markdown]
 # ## The proof
@@ -68,128 +64,198 @@ print(f"profile {profile}: {setup.model} {setup.model_kwargs} on {setup.dataset}
 # every file), `checkpoints/*.safetensors` (weights, BatchNorm statistics and SGD momentum, so a
 # replay is exact), `indices.npy` and one batch hash per step. Nothing is pickled.
 
-# %%
-glue("primer_steps", data["steps"])
-glue("primer_k", data["k"])
-glue("primer_checkpoints", data["checkpoints"])
-glue("primer_mb", sig(data["proof_megabytes"]))
-glue("primer_stack", data["verifier_stack"])
-print(f"{data['checkpoints']} checkpoints, {sig(data['proof_megabytes'])} MB, "
-      f"trained in {sig(data['train_seconds'])} s")
-print(f"replay for the errors: {data['verifier_stack']} -> {data['other_stack_decision']} "
-      f"(threshold {data['threshold']})")
-print("d_ref (mean distance of", data["d_ref_runs"], "independent runs):",
-      ", ".join(f"{m} {sig(v)}" for m, v in data["d_ref"].items()))
+# %% tags=["remove-cell"]
+glue_numbers(
+    {
+        "primer_steps": data["steps"],
+        "primer_k": data["k"],
+        "primer_checkpoints": data["checkpoints"],
+        "primer_mb": sig(data["proof_megabytes"]),
+        "primer_train_s": sig(data["train_seconds"]),
+        "primer_stack": data["verifier_stack"],
+        "primer_d_ref_runs": data["d_ref_runs"],
+    }
+)
 
 # %% [markdown]
 # The proof of {glue:text}`primer_steps` steps holds {glue:text}`primer_checkpoints` checkpoints
-# ($k$ = {glue:text}`primer_k`) in {glue:text}`primer_mb` MB. For the errors below the verifier
-# replayed it with {glue:text}`primer_stack`.
+# ($k$ = {glue:text}`primer_k`) in {glue:text}`primer_mb` MB; training took
+# {glue:text}`primer_train_s` s. For the errors below the verifier replayed it with
+# {glue:text}`primer_stack`.
 #
-# ## Reproduction errors, interval by interval (claim Z-A1, the proof's baseline)
+# ## Reproduction errors, interval by interval
+#
+# This is the honest baseline against which the spoofs of {cite:t}`zhang2022adversarial` (claim
+# Z-A1 and after) are judged.
 
-# %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+# %% tags=["remove-cell"]
+fig, axes = plt.subplots(2, 2, figsize=(plotting.PAGE_WIDTH_IN, 5.0), sharex=True)
 start = arrays["interval_start"]
-for ax, metric in zip(axes, ("l1", "l2", "linf", "cos")):
-    ax.semilogy(start, np.maximum(arrays[f"error_{metric}"], 1e-18), marker="o", ms=3, label="reproduction error")
+names = {
+    "l1": r"$\ell_1$",
+    "l2": r"$\ell_2$",
+    "linf": r"$\ell_\infty$",
+    "cos": "cosine",
+}
+for ax, metric in zip(axes.flat, names):
+    error = np.maximum(arrays[f"error_{metric}"], 1e-18)
+    ax.semilogy(start, error, marker="o", ms=3, label="reproduction error")
     if metric == "l2":
-        ax.semilogy(start, arrays["update_l2"], ls="--", label="update norm ||g||")
-    ax.set_title(metric)
-    ax.set_xlabel("interval start (step)")
-axes[0].set_ylabel(r"$d(W'_{t+k}, W_{t+k})$")
-axes[1].legend(fontsize=7)
-fig.suptitle(f"Z-A1 (proof baseline): reproduction error of every interval (profile {profile})")
-fig.tight_layout()
-plt.show()
+        ax.semilogy(
+            start,
+            arrays["update_l2"],
+            ls="--",
+            label=r"update norm $\|W_{t+k} - W_t\|$",
+        )
+        ax.legend(loc="best")
+    ax.set_title(f"{names[metric]} distance")
+    ax.set_ylabel(f"{names[metric]} error")
+for ax in axes[-1]:
+    ax.set_xlabel("interval start (training step)")
+plotting.show(fig, "fig_primer_errors")
 
 # %% [markdown]
-# *Figure (Z-A1, experiment `pol_primer`).* The distance between the replayed and the recorded
-# checkpoint at the end of every interval, in the papers' four distances ($\cos$ is
-# $1 - \cos\angle$); in the $\ell_2$ panel, the size of the update itself. The error is benign
-# rounding noise, orders of magnitude below the update, which is what lets a verifier tell an
-# honest update from a forged one at all. As Zhang et al. observe (Sec. V), it is largest early in
-# training: the case for their stage-dependent threshold (`--threshold stage:...` in
-# `polcore verify`).
+# ```{glue:figure} fig_primer_errors
+# :name: fig-primer-errors
+# :alt: Four log-scale panels, one per distance (l1, l2, l-infinity, cosine), each plotting the reproduction error of every replayed interval against the step at which the interval starts; the l2 panel also shows the update norm, orders of magnitude above the error.
+#
+# Reproduction error of every interval of the honest proof (experiment `pol_primer`): the distance
+# between the replayed and the recorded checkpoint at the end of each interval, in the papers' four
+# distances (cosine is $1 - \cos\angle$); in the $\ell_2$ panel, the size of the update itself.
+# ```
+#
+# The error in {numref}`fig-primer-errors` is benign rounding noise, orders of magnitude below
+# the update, which is what lets a verifier tell an honest update from a forged one at all. As
+# {cite:t}`zhang2022adversarial` observe (Sec. V), it is largest early in training: the case for
+# their stage-dependent threshold (`--threshold stage:...` in `polcore verify`).
 
-# %% tags=["hide-input"]
-zhang = {"l1": ("0.0265", "0.1911"), "l2": ("0.0333", "0.3330"), "linf": ("0.0283", "0.5075"),
-         "cos": ("0.0038", "0.0043")}
+# %% tags=["remove-input"]
+zhang = {
+    "l1": ("0.0265", "0.1911"),
+    "l2": ("0.0333", "0.3330"),
+    "linf": ("0.0283", "0.5075"),
+    "cos": ("0.0038", "0.0043"),
+}
 markdown_table(
-    ["distance", "Zhang et al. CIFAR-10 proof", "Zhang et al. CIFAR-100 proof", f"ours ({profile})", "d_ref (ours)"],
-    [[m, *zhang[m], sig(data["table_iii_proof"][m]), sig(data["d_ref"][m])] for m in ("l1", "l2", "linf", "cos")],
-    title="Table III, 'Proof' columns (Z-A1 baseline): normalised reproduction error max_t d / d_ref",
+    [
+        "distance",
+        "Zhang et al. CIFAR-10 proof",
+        "Zhang et al. CIFAR-100 proof",
+        f"ours ({profile})",
+        "d_ref (ours)",
+    ],
+    [
+        [m, *zhang[m], sig(data["table_iii_proof"][m]), sig(data["d_ref"][m])]
+        for m in ("l1", "l2", "linf", "cos")
+    ],
+    title="Table III, 'Proof' columns: normalised reproduction error max_t d / d_ref",
 )
 
-# %%
-glue("primer_norm_l2", sig(data["table_iii_proof"]["l2"]))
-print("normalised error (max over intervals):", {m: sig(v) for m, v in data["table_iii_proof"].items()})
+# %% tags=["remove-cell"]
+glue_numbers({"primer_norm_l2": sig(data["table_iii_proof"]["l2"])})
 
 # %% [markdown]
-# The normalised error $\max_t \varepsilon_{repr}(t) / d_{ref}$ is the measure of Zhang et al.'s
-# Table III, with $d_{ref}$ the distance between models trained independently (different
-# initialisation and data order, same everything else), measured here, not assumed. Ours, in
-# $\ell_2$, is {glue:text}`primer_norm_l2`: far below the papers' values, which come from GPU
-# kernels over 100 steps of ResNets; the direction that matters for Z-A1 is only that an honest
-# proof's error is small. Attack I's spoof is compared against this baseline on its own page.
+# The normalised error $\max_t \varepsilon_{repr}(t) / d_{ref}$ is the measure of
+# {cite:t}`zhang2022adversarial`'s Table III, with $d_{ref}$ the mean distance between
+# {glue:text}`primer_d_ref_runs` models trained independently (different initialisation and data
+# order, same everything else), measured here, not assumed. Ours, in $\ell_2$, is
+# {glue:text}`primer_norm_l2`: far below the papers' values, which come from GPU kernels over 100
+# steps of ResNets; what matters for the spoofs judged against it is only that an honest proof's
+# error is small.
 #
 # ## The initialisation check
 
-# %% tags=["hide-input"]
-names, p, adjusted = data["init_layers"], arrays["init_pvalues"], arrays["init_adjusted"]
+# %% tags=["remove-cell"]
+names, p, adjusted = (
+    data["init_layers"],
+    arrays["init_pvalues"],
+    arrays["init_adjusted"],
+)
 tested = [i for i, name in enumerate(names) if 0.0 < p[i] < 1.0]
-fig, ax = plt.subplots(figsize=(8, 2.8))
-ax.bar(range(len(tested)), [p[i] for i in tested], label="KS p-value")
-ax.plot(range(len(tested)), [adjusted[i] for i in tested], "o", color="tab:red", label="Holm-adjusted")
-ax.axhline(data["init_alpha"], color="k", ls=":", label=f"alpha = {data['init_alpha']}")
-ax.set_xticks(range(len(tested)), [names[i] for i in tested], rotation=60, ha="right", fontsize=6)
-ax.set_yscale("log")
-ax.set_ylabel("p-value")
-ax.legend(fontsize=7)
-ax.set_title("W_0 against the declared initialisation (no claim: the primer)")
-fig.tight_layout()
-plt.show()
-print(f"{len(names)} parameter tensors tested ({len(names) - len(tested)} constants, compared exactly); "
-      f"init check {'passed' if data['init_passed'] else 'FAILED'}")
+fig, ax = plt.subplots(figsize=(plotting.PAGE_WIDTH_IN, 0.5 + 0.22 * len(tested)))
+rows = np.arange(len(tested))
+ax.barh(rows, [p[i] for i in tested], label="KS p-value")
+ax.plot(
+    [adjusted[i] for i in tested], rows, "o", color="tab:red", label="Holm-adjusted"
+)
+ax.axvline(data["init_alpha"], color="k", ls=":", label=f"alpha = {data['init_alpha']}")
+ax.set_yticks(rows, [names[i] for i in tested], fontsize=8)
+ax.invert_yaxis()
+ax.set_xscale("log")
+ax.set_xlabel("p-value (log scale)")
+ax.set_ylabel("weight tensor")
+ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncols=3, frameon=False)
+plotting.show(fig, "fig_primer_init")
+glue_numbers(
+    {
+        "primer_init_tensors": len(names),
+        "primer_init_constants": len(names) - len(tested),
+        "primer_init_result": "passes" if data["init_passed"] else "fails",
+    }
+)
 
 # %% [markdown]
-# *Figure (experiment `pol_primer`; no claim).* One Kolmogorov-Smirnov test per weight tensor
-# against the distribution the model declares for it (constants such as BatchNorm's initial scale
-# are compared exactly), corrected for multiple testing with Holm's method: the honest $W_0$ is
-# not rejected. A $W_0$ taken from a trained model is rejected below.
+# ```{glue:figure} fig_primer_init
+# :name: fig-primer-init
+# :alt: Horizontal bars, one per randomly initialised weight tensor of the model, giving the Kolmogorov-Smirnov p-value of its initial values against the declared distribution, with the Holm-adjusted p-values as red dots and the significance level as a dotted vertical line.
+#
+# The initialisation check of the honest $W_0$ (experiment `pol_primer`): one Kolmogorov-Smirnov
+# test per weight tensor against the distribution the model declares for it, corrected for
+# multiple testing with Holm's method.
+# ```
+#
+# Of the {glue:text}`primer_init_tensors` parameter tensors, {glue:text}`primer_init_constants`
+# are constants (such as BatchNorm's initial scale) and are compared exactly; the others are
+# tested as in {numref}`fig-primer-init`, and the honest $W_0$ {glue:text}`primer_init_result`
+# the check. A $W_0$ taken from a trained model is rejected below.
 #
 # ## What verification costs
 
-# %% tags=["hide-input"]
-rows = [[r["policy"], r["intervals"], f"{r['replayed_steps']} / {r['training_steps']}", sig(r["flops_fraction"]),
-         sig(r["seconds_fraction"]), r["decision"]] for r in data["policies"]]
-markdown_table(["policy", "intervals replayed", "steps replayed", "FLOPs / training FLOPs",
-                "seconds / training seconds", "decision"], rows,
-               title=f"Verification cost against training cost (profile {profile}, threshold {data['threshold']})")
+# %% tags=["remove-input"]
+markdown_table(
+    [
+        "policy",
+        "intervals replayed",
+        "steps replayed",
+        "FLOPs / training FLOPs",
+        "seconds / training seconds",
+        "decision",
+    ],
+    [
+        [
+            r["policy"],
+            r["intervals"],
+            f"{r['replayed_steps']} / {r['training_steps']}",
+            sig(r["flops_fraction"]),
+            sig(r["seconds_fraction"]),
+            r["decision"],
+        ]
+        for r in data["policies"]
+    ],
+    title=f"Verification cost against training cost (threshold {data['threshold']})",
+)
 
-# %%
-q1 = data["policies"][0]
-glue("primer_q1_fraction", sig(q1["flops_fraction"]))
-for r in data["policies"]:
-    print(f"{r['policy']:<15} {r['decision']:<9} FLOPs {sig(r['flops_fraction'])} of training")
+# %% tags=["remove-cell"]
+glue_numbers({"primer_q1_fraction": sig(data["policies"][0]["flops_fraction"])})
 
 # %% [markdown]
 # FLOPs are counted with torch's `FlopCounterMode` on one step (forward and backward) times the
 # steps replayed; seconds include reading and checking the checkpoints, and compare with the
 # prover's own training time on the same machine. With $Q = 1$ the verifier replays a
 # fraction {glue:text}`primer_q1_fraction` of training: the saving that top-$Q$ selection buys,
-# and the attack surface of Fang et al.'s blindfold top-$Q$ spoof.
+# and the attack surface of {cite:t}`fang2023pol`'s blindfold top-$Q$ spoof.
 #
 # ## Tampered proofs
 
-# %% tags=["hide-input"]
-markdown_table(["tampered proof", "decision", "reason"],
-               [[t["tamper"], t["decision"], ", ".join(t["reasons"])] for t in data["tampered"]],
-               title="Three tampered copies of the honest proof, verified under every interval")
-
-# %%
-for t in data["tampered"]:
-    print(f"{t['tamper']}: {t['summary'][:160]}")
+# %% tags=["remove-input"]
+markdown_table(
+    ["tampered proof", "decision", "reason", "what the verifier reports"],
+    [
+        [t["tamper"], t["decision"], ", ".join(t["reasons"]), t["summary"]]
+        for t in data["tampered"]
+    ],
+    title="Three tampered copies of the honest proof, verified under every interval",
+)
 
 # %% [markdown]
 # Swapping two checkpoints breaks the replay; changing the indices of one batch breaks the data

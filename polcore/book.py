@@ -2,11 +2,22 @@
 
 The jupytext sources live in `notebooks/<name>.py`; a `_toc.yml` entry `book/<name>` means: execute
 that source and store the executed notebook as `book/<name>.ipynb`, the page the book renders (with
-`execute_notebooks: off`) and the file nbval re-executes.
+`execute_notebooks: off`), the file nbval re-executes and the notebook Colab opens.
+
+The notebook template, enforced here so that every page follows it:
+
+- one cell tagged `parameters` (at least `profile` and `device`). The runner writes the values it
+  executes with into that cell itself, and papermill injects nothing: the stored notebook has one
+  parameters cell, and a reader who edits it (in Colab, say) gets what they set.
+- a Colab install cell, added by the runner as the first code cell and removed from the rendered
+  page. It holds the repository's URL from `_config.yml` (the one place it lives); while that is
+  the placeholder, a Colab run stops in that cell with one sentence saying what to set.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +31,34 @@ import yaml
 from polcore.profiles import DEFAULT_PROFILE, get_profile
 
 KERNEL = "python3"
+PARAMETERS_TAG = "parameters"
+COLAB_TAG = "colab-install"
+PLACEHOLDER = "polcore-placeholder"  # in _config.yml's repository.url until the project is public
+
+COLAB_CELL = """\
+# Colab only: install polcore next to Colab's own torch (`polcore book` writes this cell).
+POLCORE = {requirement!r}
+try:
+    import google.colab  # noqa: F401  (importable only in Colab)
+except ImportError:
+    pass  # elsewhere polcore is installed already (`make book`)
+else:
+
+    class Stop(Exception):
+        def _render_traceback_(self):  # IPython shows this instead of a traceback
+            return [str(self)]
+
+    if {placeholder!r} in POLCORE:
+        raise Stop(
+            "polcore has no public repository yet: set POLCORE in this cell to a pip "
+            "requirement for it, such as git+https://github.com/OWNER/polcore, and run all."
+        )
+    import subprocess
+    import sys
+
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", POLCORE]
+    subprocess.run(pip, check=True)
+"""
 
 
 class BookError(RuntimeError):
@@ -67,9 +106,61 @@ def repository_url(root: Path) -> str:
     return str(config["repository"]["url"])
 
 
-def execute_notebook(job: NotebookJob, out_dir: Path, parameters: dict[str, object]) -> float:
-    """Execute one notebook with papermill; returns seconds; raises BookError naming the cell."""
+def colab_requirement(root: Path) -> str:
+    """What the Colab cell pip-installs: the repository of `_config.yml` as a git requirement."""
+    return f"git+{repository_url(root)}"
+
+
+def _literal(value: object) -> str:
+    """`value` as Python source, strings in double quotes (as the formatted sources write them)."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def set_parameters(source: str, parameters: dict[str, object], where: str) -> str:
+    """The parameters cell `source` with each `name = value` of `parameters` rewritten in place
+    (comments after a value are kept). Every parameter must be assigned in the cell."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    assigned: dict[str, ast.Assign] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            assigned[node.targets[0].id] = node
+    missing = sorted(set(parameters) - set(assigned))
+    if missing:
+        raise BookError(f"{where}: the parameters cell does not assign {', '.join(missing)}")
+    # Rewrite from the bottom up so that earlier line numbers stay valid.
+    for name, node in sorted(assigned.items(), key=lambda item: -item[1].lineno):
+        if name not in parameters:
+            continue
+        first, last = node.lineno - 1, node.end_lineno - 1
+        tail = lines[last][node.value.end_col_offset:]
+        lines[first:last + 1] = [f"{lines[first][:node.col_offset]}{name} = {_literal(parameters[name])}{tail}"]
+    return "\n".join(lines)
+
+
+def prepare_notebook(job: NotebookJob, parameters: dict[str, object], requirement: str):
+    """The jupytext source as the notebook to execute: parameters written into the one
+    `parameters` cell, the Colab install cell inserted before the first code cell."""
     import jupytext
+    import nbformat
+
+    notebook = jupytext.read(job.source)
+    tagged = [c for c in notebook.cells if PARAMETERS_TAG in c.metadata.get("tags", [])]
+    if len(tagged) != 1:
+        raise BookError(f"{job.source}: needs exactly one cell tagged {PARAMETERS_TAG!r}, has {len(tagged)}")
+    tagged[0].source = set_parameters(tagged[0].source, parameters, str(job.source))
+    first_code = next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code")
+    install = nbformat.v4.new_code_cell(COLAB_CELL.format(requirement=requirement, placeholder=PLACEHOLDER))
+    install.metadata["tags"] = ["remove-cell", COLAB_TAG]
+    notebook.cells.insert(first_code, install)
+    notebook.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python 3", "language": "python"})
+    notebook.metadata.setdefault("language_info", {"name": "python"})
+    return notebook
+
+
+def execute_notebook(job: NotebookJob, out_dir: Path, parameters: dict[str, object],
+                     requirement: str = f"git+https://github.com/{PLACEHOLDER}/polcore") -> float:
+    """Execute one notebook with papermill; returns seconds; raises BookError naming the cell."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -81,13 +172,13 @@ def execute_notebook(job: NotebookJob, out_dir: Path, parameters: dict[str, obje
     # then has no reason to print its warning about plain-text TCP on every run.
     sockets = tempfile.TemporaryDirectory(prefix="polcore-kernel-")
     kernel = KernelManager(kernel_name=KERNEL, transport="ipc", ip=os.path.join(sockets.name, "kernel"))
-    notebook = jupytext.read(job.source)
-    notebook.metadata.setdefault("kernelspec", {"name": KERNEL, "display_name": "Python 3", "language": "python"})
-    notebook.metadata.setdefault("language_info", {"name": "python"})
+    notebook = prepare_notebook(job, parameters, requirement)
     start = time.perf_counter()
     try:
+        # No papermill parameters: they are in the tagged cell already, and an injected cell after
+        # it would override a reader's edit of that cell in the stored notebook.
         papermill.execute_notebook(
-            notebook, str(output), parameters=parameters, kernel_name=KERNEL,
+            notebook, str(output), parameters=None, kernel_name=KERNEL,
             cwd=str(out_dir), progress_bar=False, log_output=False, km=kernel,
         )
     except PapermillExecutionError as err:
@@ -100,11 +191,11 @@ def execute_notebook(job: NotebookJob, out_dir: Path, parameters: dict[str, obje
             kernel.shutdown_kernel(now=True)
         sockets.cleanup()
     seconds = time.perf_counter() - start
-    normalise_executed(output, job.name)
+    normalise_executed(output, job.name, parameters)
     return seconds
 
 
-def normalise_executed(path: Path, name: str) -> None:
+def normalise_executed(path: Path, name: str, parameters: dict[str, object] | None = None) -> None:
     """Make an executed notebook a function of its outputs: cell ids from the page name and position
     instead of random ones, and no timestamps or durations. Two runs that print the same things
     then store the same file, so a git diff of book/ shows only changed results."""
@@ -117,6 +208,8 @@ def normalise_executed(path: Path, name: str) -> None:
     # papermill records its input (here the whole jupytext notebook) and absolute paths: keep names.
     run["input_path"] = f"notebooks/{name}.py"
     run["output_path"] = f"{path.parent.name}/{path.name}"
+    if parameters is not None:
+        run["parameters"] = dict(parameters)  # what the tagged cell was set to
     for index, cell in enumerate(notebook.cells):
         cell["id"] = f"{name[:50]}-{index}"
         cell.metadata.pop("execution", None)
@@ -128,12 +221,39 @@ def normalise_executed(path: Path, name: str) -> None:
 def run_notebooks(root: Path, profile: str, out_dir: Path, only: list[str] | None = None) -> None:
     """Execute the toc's notebooks in order, one line per notebook with its wall time."""
     get_profile(profile)  # unknown profile: fail before any work
-    params = {"profile": profile, "polcore_source": f"git+{repository_url(root)}"}
+    params = {"profile": profile}
+    requirement = colab_requirement(root)
     for job in notebook_jobs(root):
         if only and job.name not in only:
             continue
-        seconds = execute_notebook(job, out_dir, params)
+        seconds = execute_notebook(job, out_dir, params, requirement)
         print(f"{job.name}: {seconds:.1f} s", flush=True)
+
+
+README_TALLY = ("<!-- claims-tally:start -->", "<!-- claims-tally:end -->")
+
+
+def readme_with_tally(readme: str, results: Path | None = None) -> str:
+    """`readme` with the claims tally between its markers recomputed from the result store."""
+    from polcore.claims import tally_markdown
+    from polcore.results import claims_overview
+
+    start, end = README_TALLY
+    if start not in readme or end not in readme:
+        raise BookError(f"README.md lacks the markers {start} ... {end}")
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{tally_markdown(claims_overview(results))}\n{end}{tail}"
+
+
+def update_readme(root: Path) -> None:
+    """Rewrite README.md's claims tally from the results the book was just executed from."""
+    path = root / "README.md"
+    text = path.read_text()
+    new = readme_with_tally(text)
+    if new != text:
+        path.write_text(new)
+        print(f"README.md: claims tally updated from {os.environ.get('POLCORE_RESULTS', 'results/')}")
 
 
 def build_html(root: Path) -> None:
@@ -161,6 +281,9 @@ def make_book(root: Path, profile: str = DEFAULT_PROFILE, out_dir: Path | None =
               build: bool = True, only: list[str] | None = None) -> None:
     check_runnable(profile)
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    run_notebooks(root, profile, out_dir or root / "book", only)
+    out_dir = out_dir or root / "book"
+    run_notebooks(root, profile, out_dir, only)
+    if out_dir.resolve() == (root / "book").resolve():  # the repository's own book, not a test run
+        update_readme(root)
     if build:
         build_html(root)
