@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TIMED := scripts/timed.sh
 SMOKE_DIR := $(shell mktemp -u -d /tmp/polcore-smoke.XXXXXX)
 
-.PHONY: book test install unit smoke nbval html clean
+.PHONY: book test install unit smoke nbval html browser clean
 
 $(VENV)/.installed: pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ book: install
 	@$(TIMED) "make book (profile $(PROFILE))" $(PY) -m polcore book --profile $(PROFILE)
 
 unit: install
-	@$(TIMED) "unit tests" $(PY) -m pytest tests -q
+	@$(TIMED) "unit tests" $(PY) -m pytest tests -q -m "not browser"
 
 smoke: install
 	@$(TIMED) "every notebook at the smoke profile" env POLCORE_RESULTS=$(SMOKE_DIR)/results \
@@ -34,9 +34,13 @@ nbval: install
 html: install
 	@$(TIMED) "jupyter-book build" $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
+# Every page of _build/html in headless Chromium at 1400 and 400 px (skips, saying so, without one).
+browser: install
+	@$(TIMED) "every page in a browser" $(PY) -m pytest tests/test_browser.py -q -m browser
+
 test:
 	@$(TIMED) "install" $(MAKE) --no-print-directory install
-	@$(TIMED) "make test" $(MAKE) --no-print-directory unit smoke nbval html
+	@$(TIMED) "make test" $(MAKE) --no-print-directory unit smoke nbval html browser
 
 clean:
 	rm -rf _build
