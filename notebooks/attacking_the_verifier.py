@@ -114,7 +114,9 @@ glue_numbers(
 # The cases:
 
 # %% tags=["remove-input"]
-display(Markdown("\n".join(f"- *{row['case']}*: {row['what']}" for row in data["cases"])))
+display(
+    Markdown("\n".join(f"- *{row['case']}*: {row['what']}" for row in data["cases"]))
+)
 markdown_table(
     ["case", *verifiers],
     [
@@ -182,31 +184,58 @@ markdown_table(
 # The test: proofs that misstate the optimizer (the checkpoints are honest), and honest proofs
 # verified on a changed stack. Every interval is replayed.
 
+
 # %% tags=["remove-input"]
 def verdict(judged: dict) -> str:
     return f"{judged['decision']}: {sig(judged['worst_ratio'])} of the limit"
 
 
 changed = [row for row in data["calibration"] if row["stack"] != "the prover's stack"]
-display(Markdown("\n".join(f"- *{row['case']}*: verified on {row['stack']}" for row in changed)))
+display(
+    Markdown(
+        "\n".join(f"- *{row['case']}*: verified on {row['stack']}" for row in changed)
+    )
+)
 markdown_table(
     ["proof", "adaptive α = 1", f"calibrated ×{sig(data['calibration_factor'])}"],
-    [[row["case"], verdict(row["adaptive"]), verdict(row["calibrated"])] for row in data["calibration"]],
-    title="Wrong optimizer claims and benign stack changes, every interval replayed: the decision "
-    "and the worst interval's distance as a fraction of its limit (experiment verifier_attacks)",
+    [
+        [row["case"], verdict(row["adaptive"]), verdict(row["calibrated"])]
+        for row in data["calibration"]
+    ],
+    title="Wrong optimizer claims and benign stack changes, every interval replayed: "
+    "the decision and the worst interval's distance as a fraction of its limit "
+    "(experiment verifier_attacks)",
 )
 
 # %% tags=["remove-cell"]
 fig, ax = plt.subplots(figsize=(plotting.PAGE_WIDTH_IN, 3.6))
 stop = arrays["wd0_stop"]
-ax.semilogy(stop, arrays["wd0_distance"], marker="o", ms=3, label="claims weight decay 0: distance")
+ax.semilogy(
+    stop,
+    arrays["wd0_distance"],
+    marker="o",
+    ms=3,
+    label="claims weight decay 0: distance",
+)
 ax.semilogy(stop, arrays["wd0_adaptive_limit"], ls="--", label="adaptive limit (α = 1)")
 ax.semilogy(stop, arrays["wd0_calibrated_limit"], ls=":", label="calibrated limit")
 honest_distance = np.maximum(arrays["honest_kernels_distance"], 1e-12)
-ax.semilogy(arrays["honest_kernels_stop"], honest_distance, marker="s", ms=3, label="honest, other kernels: distance")
+ax.semilogy(
+    arrays["honest_kernels_stop"],
+    honest_distance,
+    marker="s",
+    ms=3,
+    label="honest, other kernels: distance",
+)
 ax.set_xlabel("interval end (training step)")
 ax.set_ylabel(r"$\ell_2$ distance to the recorded checkpoint")
-ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="small", frameon=False)
+ax.legend(
+    loc="lower center",
+    bbox_to_anchor=(0.5, 1.0),
+    ncol=2,
+    fontsize="small",
+    frameon=False,
+)
 plotting.show(fig, "fig_verifier_calibrated")
 
 # %% [markdown]
