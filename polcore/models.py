@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -51,6 +53,7 @@ from torch import nn
 __all__ = [
     "InitDistribution",
     "ModelSpec",
+    "ModelTooLarge",
     "build_model",
     "count_parameters",
     "init_distributions",
@@ -432,9 +435,9 @@ def _build_vggmini(
     _check_positive(
         width=width, stages=stages, in_channels=in_channels, input_size=input_size, num_classes=num_classes
     )
-    side = input_size // 2**stages
+    side = input_size >> stages if stages < input_size.bit_length() else 0  # no 2**stages for a huge `stages`
     if side < 1:
-        raise ValueError(f"vggmini with {stages} stages needs input_size >= {2**stages}, got {input_size}")
+        raise ValueError(f"vggmini with {stages} stages needs input_size >= 2**{stages}, got {input_size}")
     layers: list[nn.Module] = []
     c_in = in_channels
     for index in range(stages):
@@ -569,21 +572,61 @@ def _draw_parameters(model: nn.Module, generator: torch.Generator) -> None:
         declared[name].fill_(param, generator=generator)
 
 
-def build_model(spec: ModelSpec, *, seed: int) -> nn.Module:
+class ModelTooLarge(ValueError):
+    """A spec whose builder would create more modules than the caller allows."""
+
+
+@contextmanager
+def _module_budget(max_modules: int | None) -> Iterator[None]:
+    """Raise ModelTooLarge once this thread's builder registers more than `max_modules` submodules.
+
+    Building a module costs time even on the meta device (about half a millisecond each), so a
+    hostile `depth` is stopped while it is being built, not after; other threads are not counted.
+    """
+    if max_modules is None:
+        yield
+        return
+    owner = threading.get_ident()
+    count = 0
+
+    def hook(_module: nn.Module, _name: str, _submodule: nn.Module | None) -> None:
+        nonlocal count
+        if threading.get_ident() != owner:
+            return
+        count += 1
+        if count > max_modules:
+            raise ModelTooLarge(f"more than {max_modules} modules")
+
+    handle = torch.nn.modules.module.register_module_module_registration_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def build_model(spec: ModelSpec, *, seed: int, device: Literal["cpu", "meta"] = "cpu",
+                max_modules: int | None = None) -> nn.Module:
     """Build `spec` on the CPU with every parameter drawn from a generator seeded with `seed`.
 
     Same spec and seed give bitwise-identical parameters in any process. The layers' own default
     initialisation (which uses the global RNG) runs inside `fork_rng`, so the caller's global
     RNG state is left exactly as it was. Callers move the model with `.to(device)`.
+
+    `device="meta"` builds the structure only (shapes, dtypes, names; no memory, no init draw, so
+    `seed` is ignored): what a reader needs to size an untrusted spec before allocating it.
+    `max_modules` stops a builder that registers more submodules than that (ModelTooLarge).
     """
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"build_model needs a ModelSpec, got {type(spec).__name__}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+    if device not in ("cpu", "meta"):
+        raise ValueError(f"build_model builds on 'cpu' or 'meta', got {device!r}; move the model with .to()")
+    with torch.random.fork_rng(devices=[]), torch.device(device), _module_budget(max_modules):
         model = _builder(spec.name)(**spec.kwargs)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    _draw_parameters(model, generator)
+    if device == "cpu":
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        _draw_parameters(model, generator)
     return model
 
 
