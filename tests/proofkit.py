@@ -2,12 +2,13 @@
 
 Tampering that keeps a proof well-formed goes through the public writer (`rewrite`), exactly as
 a spoofer would; tampering that breaks the format edits files and, where asked, refreshes the
-manifest's SHA-256 so that the reader's deeper checks are the ones exercised (`patch_file`).
+SHA-256 that covers them (a checkpoint's line in `checkpoint_sha256.txt`, and that file's or the
+per-step file's SHA-256 in the manifest), so that the reader's deeper checks are the ones
+exercised (`patch_file`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import pytest
 from polcore.data import TensorDataset, load_dataset
 from polcore.models import ModelSpec
 from polcore.proof import Checkpoint, DatasetRef, ProofConfig, read_proof, write_proof
+from polcore.proof.storage import patch_proof_file
 from polcore.prover import prove, start_run
 from polcore.training import OptimizerConfig, lr_schedule
 from polcore.verify import measure_d_ref
@@ -78,19 +80,13 @@ def save_manifest(path: Path, manifest: dict[str, Any]) -> None:
     (path / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
-def _entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    return [manifest["indices"], manifest["batch_hashes"], *manifest["checkpoints"]]
-
-
 def patch_file(path: Path, name: str, data: bytes, *, refresh_sha: bool = True) -> None:
-    """Replace one file's bytes; with `refresh_sha`, make the manifest agree with them."""
-    (path / name).write_bytes(data)
+    """Replace one file's bytes; with `refresh_sha`, make the hashes that cover it agree with them
+    (a checkpoint's line of checkpoint_sha256.txt, then the manifest's SHA-256 of that file)."""
     if refresh_sha:
-        manifest = load_manifest(path)
-        for entry in _entries(manifest):
-            if entry["file"] == name:
-                entry["sha256"] = hashlib.sha256(data).hexdigest()
-        save_manifest(path, manifest)
+        patch_proof_file(path, name, data)
+    else:
+        (path / name).write_bytes(data)
 
 
 @pytest.fixture(scope="session")

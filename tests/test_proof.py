@@ -51,8 +51,8 @@ def test_the_prover_records_indices_hashes_lrs_and_optimizer_state(honest_dir):
     later = proof.checkpoint(8)
     assert set(later.momentum) == set(proof.layout.parameters)
     assert config.meta["train_seconds"] >= 0
-    assert sorted(p.name for p in honest_dir.iterdir()) == ["batch_sha256.txt", "checkpoints", "indices.npy",
-                                                             "manifest.json"]
+    assert sorted(p.name for p in honest_dir.iterdir()) == ["batch_sha256.txt", "checkpoint_sha256.txt", "checkpoints",
+                                                             "indices.npy", "lrs.npy", "manifest.json"]
 
 
 def test_a_rewritten_proof_reads_back_identically(honest_dir, tmp_path):
@@ -181,23 +181,31 @@ INVALID: dict[str, tuple[Callable[[Path], None], str, str]] = {
         {k: v for k, v in _tensors(p, CKPT)[0].items() if k != "model/1.bias"}, metadata=_tensors(p, CKPT)[1])),
         CKPT, "model/1.bias"),
     "checkpoint of another step": (lambda p: patch_file(p, CKPT, (p / "checkpoints/00000008.safetensors").read_bytes()),
-                                   CKPT, "__metadata__.step"),
+                                   CKPT, "__metadata__"),
     "missing file": (lambda p: (p / CKPT).unlink(), CKPT, "missing"),
     "extra file": (lambda p: (p / "notes.txt").write_text("hi"), "notes.txt", "not listed"),
     "symbolic link": (_symlink, "checkpoints/link.safetensors", "symbolic link"),
     "manifest field of the wrong type": (_edit_manifest(lambda m: m["schedule"].update(k="4")), "manifest.json",
                                          "schedule.k"),
-    "manifest lr not a number": (_edit_manifest(lambda m: m["schedule"]["lrs"].__setitem__(3, None)),
-                                 "manifest.json", "schedule.lrs[3]"),
+    "negative learning rate": (lambda p: patch_file(p, "lrs.npy", _npy(np.r_[np.full(3, 0.1), -1.0, np.full(20, 0.1)],
+                                                                     np.float64)), "lrs.npy", "[3]"),
+    "learning rates of another length": (lambda p: patch_file(p, "lrs.npy", _npy(np.full(25, 0.1), np.float64)),
+                                         "lrs.npy", "header"),
     "manifest field missing": (_edit_manifest(lambda m: m["dataset"].pop("fingerprint")), "manifest.json",
                                "dataset.fingerprint"),
     "unknown manifest field": (_edit_manifest(lambda m: m.update(extra=1)), "manifest.json", "extra"),
-    "file name with ..": (_edit_manifest(lambda m: m["checkpoints"][1].update(file="../../etc/x.safetensors")),
-                          "manifest.json", "checkpoints[1].file"),
-    "absolute file name": (_edit_manifest(lambda m: m["indices"].update(file="/tmp/indices.npy")),
-                           "manifest.json", "indices.file"),
-    "checkpoint steps not 0, k, 2k": (_edit_manifest(lambda m: m["checkpoints"][2].update(step=9)),
-                                      "manifest.json", "checkpoints"),
+    "file name with ..": (_edit_manifest(lambda m: m["sha256"].update({"../../etc/x.npy": "0" * 64})),
+                          "manifest.json", "unknown field"),
+    "SHA-256 of a file missing": (_edit_manifest(lambda m: m["sha256"].pop("lrs.npy")), "manifest.json",
+                                  "sha256.lrs.npy"),
+    "k changed": (_edit_manifest(lambda m: m["schedule"].update(k=3)), "checkpoints/00000003.safetensors",
+                  "missing"),
+    "a checkpoint hash line missing": (lambda p: patch_file(p, "checkpoint_sha256.txt", "".join(
+        line + "\n" for line in (p / "checkpoint_sha256.txt").read_text().splitlines()[:-1]).encode()),
+        "checkpoint_sha256.txt", "lines"),
+    "checkpoint hash wrong": (lambda p: patch_file(p, "checkpoint_sha256.txt", "".join(
+        "0" * 64 + "\n" for _ in (p / "checkpoint_sha256.txt").read_text().splitlines()).encode()),
+        "checkpoints/00000000.safetensors", "sha256"),
     "unknown model": (_edit_manifest(lambda m: m["model"].update(name="os.system")), "manifest.json", "model"),
     "non-JSON manifest": (lambda p: (p / "manifest.json").write_text("{'schema': pol"), "manifest.json", "-"),
     "NaN in the manifest": (lambda p: (p / "manifest.json").write_text(
@@ -209,11 +217,11 @@ INVALID: dict[str, tuple[Callable[[Path], None], str, str]] = {
 }
 
 
-def _npy(array: np.ndarray) -> bytes:
+def _npy(array: np.ndarray, dtype: type = np.int64) -> bytes:
     import io
 
     buf = io.BytesIO()
-    np.save(buf, array.astype(np.int64))
+    np.save(buf, array.astype(dtype))
     return buf.getvalue()
 
 

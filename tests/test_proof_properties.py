@@ -19,8 +19,8 @@ from polcore.verify import All, Static, Verifier
 # Derandomised: CI sees the same examples every run; set POLCORE_HYPOTHESIS_EXAMPLES high to hunt.
 SETTINGS = settings(max_examples=int(os.environ.get("POLCORE_HYPOTHESIS_EXAMPLES", 40)), deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-FILES = ["manifest.json", "indices.npy", "batch_sha256.txt", "checkpoints/00000000.safetensors",
-         "checkpoints/00000012.safetensors"]
+FILES = ["manifest.json", "indices.npy", "lrs.npy", "batch_sha256.txt", "checkpoint_sha256.txt",
+         "checkpoints/00000000.safetensors", "checkpoints/00000012.safetensors"]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)

@@ -1,7 +1,9 @@
 """`polcore prove`, `polcore verify` and `polcore inspect`: the proof tools on the command line.
 
-Exit codes of `verify`: 0 accepted, 1 rejected, 2 invalid proof or arguments. Every error is one
-line on stderr (no traceback); progress bars go to stderr when it is a terminal.
+Exit codes of `verify`: 0 accepted, 1 rejected, 2 invalid proof or arguments. Every argument is
+validated before any work (a `--report` that cannot be written is refused up front, not after a
+whole verification), and any error, expected or not, is exit 2 with one line on stderr (no
+traceback): a crash is never reported as "rejected". Progress bars go to stderr on a terminal.
 """
 
 from __future__ import annotations
@@ -9,20 +11,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from polcore.data import DatasetUnavailable, TensorDataset, load_dataset
-from polcore.models import ModelSpec, build_model, count_parameters, model_names
+from polcore.models import ModelSpec, model_names
 from polcore.profiles import DEFAULT_PROFILE, PROFILE_NAMES, TrainSetup, get_profile
 from polcore.proof import Proof, ProofError, read_proof
+from polcore.proof.manifest import MANIFEST_FILE, MAX_LR, MAX_SEED
+from polcore.proof.state import MAX_PARAMETERS
+from polcore.proof.storage import MAX_INDEX_ENTRIES
 from polcore.prover import config_for_setup, fit_model_kwargs, prove, start_run
 from polcore.report import sig
 from polcore.runtime import ProfileUnavailable, progress_label, select_device
 from polcore.verify import METRICS, VerificationReport, Verifier, make_policy, measure_d_ref, parse_threshold
 from polcore.verify.report import Reason
+from polcore.verify.schedule import index_coverage
 from polcore.verify.thresholds import describe
 from polcore.verify.verifier import proof_dataset
 
@@ -34,26 +42,94 @@ class CommandError(Exception):
     """A problem with the arguments or the environment: printed as one line, exit code 2."""
 
 
+def _printable(text: str, limit: int = 1000) -> str:
+    """One line: control characters (a newline in an attacker's file name) escaped, bounded."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _one_line_error(prog: str) -> Callable[[str], NoReturn]:
     def error(message: str) -> NoReturn:
-        print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+        print(f"{prog}: error: {_printable(message)} (see {prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_INVALID)
 
     return error
 
 
 def _guarded(name: str, command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn the expected failures (bad proof, bad arguments, missing data or GPU) into one line."""
+    """Turn every failure into one line and exit 2: the expected ones (bad proof, bad arguments,
+    missing data or GPU) by their message, anything else by its type and message."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
         except (ProofError, CommandError, DatasetUnavailable, ProfileUnavailable, FileExistsError) as err:
             kind = "invalid proof" if isinstance(err, ProofError) else "error"
-            print(f"polcore {name}: {kind}: {err}", file=sys.stderr)
+            print(f"polcore {name}: {kind}: {_printable(str(err))}", file=sys.stderr)
+            return EXIT_INVALID
+        except Exception as err:  # noqa: BLE001 - a crash is "invalid" (2), never "rejected" (1)
+            print(f"polcore {name}: error: unexpected {type(err).__name__}: {_printable(str(err))}", file=sys.stderr)
             return EXIT_INVALID
 
     return run
+
+
+# ---- argument types: every value checked when parsed, before any work -----------------------------
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _number(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = math.isfinite(value) and (value > low if open_low else value >= low) and \
+            (value < high if open_high else value <= high)
+        if not ok:
+            interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+            raise argparse.ArgumentTypeError(f"must be a finite number in {interval}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _report_path(text: str) -> str:
+    """A file the report can be written to: its directory exists and is writable (checked now, so
+    a typo cannot turn an accepted proof into an error after the whole verification)."""
+    path = Path(text)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text} cannot be written")
+    return text
+
+
+def _d_ref_spec(text: str) -> str:
+    """measure:N with N >= 2, or the name of a file (read after the proof)."""
+    if text.startswith("measure:"):
+        _integer(2)(text.partition(":")[2])
+    elif not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"expected measure:N or a JSON file, and {text} is not a file")
+    return text
 
 
 # ---- prove ----------------------------------------------------------------------------------------
@@ -106,7 +182,7 @@ def _prove(args: argparse.Namespace) -> int:
                      replace=args.replace, progress=progress_label("prove"))
     cfg = manifest.config
     print(f"wrote {args.out}: {cfg.steps} steps of {cfg.model.name} on {cfg.dataset.name} "
-          f"({cfg.dataset.size} examples), {len(manifest.checkpoints)} checkpoints (k = {cfg.k}), "
+          f"({cfg.dataset.size} examples), {len(manifest.checkpoints())} checkpoints (k = {cfg.k}), "
           f"{cfg.meta['train_seconds']} s")
     return 0
 
@@ -162,7 +238,7 @@ def _verify(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from None
     device = select_device(get_profile(DEFAULT_PROFILE), args.device)
     try:
-        proof = read_proof(args.proof)
+        proof = read_proof(args.proof, max_parameters=args.max_parameters, max_index_entries=args.max_index_entries)
         data = proof_dataset(proof, device=device, root=args.data_root)
         d_ref, source = _d_ref(args.d_ref, proof, data, device)
         try:
@@ -173,9 +249,12 @@ def _verify(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise CommandError(str(err)) from None
         report = verifier.verify(proof, data)
-    except ProofError as err:
+    except (CommandError, DatasetUnavailable, ProfileUnavailable):
+        raise
+    except Exception as err:  # a bad proof, or anything unforeseen: "invalid", with a report when asked
         if args.report:
-            invalid = VerificationReport("invalid", [Reason("invalid", str(err))], str(args.proof), policy.to_dict(),
+            message = str(err) if isinstance(err, ProofError) else f"unexpected {type(err).__name__}: {err}"
+            invalid = VerificationReport("invalid", [Reason("invalid", message)], str(args.proof), policy.to_dict(),
                                          describe(threshold), list(metrics))
             Path(args.report).write_text(invalid.to_json() + "\n")
         raise
@@ -189,11 +268,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    proof = read_proof(args.proof)
+    proof = read_proof(args.proof, max_parameters=args.max_parameters, max_index_entries=args.max_index_entries)
     cfg = proof.config
     lrs = cfg.lr_array()
-    params = count_parameters(build_model(cfg.model, seed=0))
-    size = sum(p.stat().st_size for p in Path(args.proof).rglob("*") if p.is_file())
+    params = sum(math.prod(proof.layout.state[name][0]) for name in proof.layout.parameters)
+    size = sum(os.lstat(proof.path / name).st_size for name in [MANIFEST_FILE, *proof.manifest.files()])
+    coverage = index_coverage(proof.indices, cfg.dataset.size, cfg.steps_per_epoch)
     lines = [
         f"proof {args.proof} (schema {proof.manifest.schema_version}, polcore {proof.manifest.polcore_version}, "
         f"written by {cfg.creator}): valid",
@@ -204,9 +284,10 @@ def _inspect(args: argparse.Namespace) -> int:
         f"fingerprint {cfg.dataset.fingerprint[:16]}...)",
         f"schedule  {cfg.steps} steps = {cfg.epochs} epochs x {cfg.steps_per_epoch} steps, batch {cfg.batch_size}, "
         f"lr {sig(lrs.min())}..{sig(lrs.max())}, augment {cfg.augment}",
-        f"proof     {len(proof.manifest.checkpoints)} checkpoints every k = {cfg.k} steps, {size / 1e6:.2f} MB",
+        f"indices   {coverage.summary()}",
+        f"proof     {len(proof.checkpoint_steps())} checkpoints every k = {cfg.k} steps, {size / 1e6:.2f} MB",
     ]
-    lines += [f"meta      {k} = {v}" for k, v in cfg.meta.items()]
+    lines += [f"meta      {k} = {_printable(str(v))}" for k, v in cfg.meta.items()]
     print("\n".join(lines))
     return 0
 
@@ -225,12 +306,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     prove.add_argument("--dataset", help="dataset name (default: the profile's)")
     prove.add_argument("--model", choices=model_names(), help="model name (default: the profile's)")
     prove.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="a model keyword argument")
-    prove.add_argument("--epochs", type=int)
-    prove.add_argument("--k", type=int, help="checkpoint interval in steps")
-    prove.add_argument("--batch-size", type=int)
-    prove.add_argument("--lr", type=float, help="base learning rate (the profile's milestones apply)")
-    prove.add_argument("--train-size", type=int, help="use the first N training examples")
-    prove.add_argument("--seed", type=int, default=0, help="init, data order and augmentation seed")
+    prove.add_argument("--epochs", type=_integer(1))
+    prove.add_argument("--k", type=_integer(1), help="checkpoint interval in steps")
+    prove.add_argument("--batch-size", type=_integer(1))
+    prove.add_argument("--lr", type=_number(0.0, MAX_LR), help="base learning rate (the profile's milestones apply)")
+    prove.add_argument("--train-size", type=_integer(1), help="use the first N training examples")
+    prove.add_argument("--seed", type=_integer(0, MAX_SEED), default=0, help="init, data order and augmentation seed")
     prove.add_argument("--device", default="auto", help="cpu, cuda or auto")
     prove.add_argument("--replace", action="store_true", help="replace an existing proof at --out")
     prove.set_defaults(func=_guarded("prove", _prove))
@@ -242,19 +323,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                                                "Exit status: 0 accepted, 1 rejected, 2 invalid proof or arguments.")
     verify.add_argument("proof", help="the proof directory")
     verify.add_argument("--policy", choices=("topq", "random", "all"), default="topq")
-    verify.add_argument("--q", type=int, default=1, help="intervals per epoch for topq and random")
-    verify.add_argument("--seed", type=int, default=0, help="seed of the random policy")
+    verify.add_argument("--q", type=_integer(1), default=1, help="intervals per epoch for topq and random")
+    verify.add_argument("--seed", type=_integer(0, MAX_SEED), default=None,
+                        help="seed of the random policy (default: drawn from the OS, recorded in the report)")
     verify.add_argument("--metric", action="append", choices=METRICS,
                         help="metric judged by the threshold (repeatable; default l2)")
     verify.add_argument("--threshold", default=DEFAULT_THRESHOLD,
                         help="static:D, normalised:D, stage:D1,D2,... or adaptive:ALPHA (default %(default)s)")
-    verify.add_argument("--d-ref", help="FILE.json ({metric: value}) or measure:N (train N reference runs)")
-    verify.add_argument("--init-alpha", type=float, default=0.001,
-                        help="family-wise level of the init check (its false-rejection rate)")
-    verify.add_argument("--momentum-rtol", type=float, default=0.1,
+    verify.add_argument("--d-ref", type=_d_ref_spec,
+                        help="FILE.json ({metric: value}) or measure:N (train N reference runs)")
+    verify.add_argument("--init-alpha", type=_number(0.0, 1.0, open_low=True, open_high=True), default=0.001,
+                        help="family-wise level of the init check (its false-rejection rate), in (0, 1)")
+    verify.add_argument("--momentum-rtol", type=_number(0.0, math.inf, open_high=True), default=0.1,
                         help="relative error allowed between replayed and recorded SGD momentum (default 0.1)")
     verify.add_argument("--fail-fast", action="store_true", help="stop at the first failed check")
-    verify.add_argument("--report", help="write the full report as JSON to this file")
+    verify.add_argument("--report", type=_report_path, help="write the full report as JSON to this file")
     verify.add_argument("--data-root", help="where downloaded datasets live")
     verify.add_argument("--device", default="auto", help="cpu, cuda or auto")
     verify.set_defaults(func=_guarded("verify", _verify))
@@ -262,6 +345,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     inspect = subparsers.add_parser("inspect", help="validate a proof and summarise it")
     inspect.add_argument("proof", help="the proof directory")
     inspect.set_defaults(func=_guarded("inspect", _inspect))
+
+    for parser in (verify, inspect):
+        parser.add_argument("--max-parameters", type=_integer(1), default=MAX_PARAMETERS,
+                            help="refuse a proof whose model has more parameters (default %(default)s)")
+        parser.add_argument("--max-index-entries", type=_integer(1), default=MAX_INDEX_ENTRIES,
+                            help="refuse a proof with more steps x batch size indices (default %(default)s)")
 
     for parser in (prove, verify, inspect):
         parser.error = _one_line_error(parser.prog)  # type: ignore[method-assign]

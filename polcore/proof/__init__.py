@@ -3,14 +3,19 @@
 `ProofConfig` is what a proof claims about its training run, `Checkpoint` is the state at one
 step, `ProofWriter` / `write_proof` write a proof (the honest prover and every spoof alike), and
 `read_proof` validates one, raising `ProofError` (the one exception type) naming file and field.
+A proof is an attacker's artifact: the reader bounds every size before allocating (model size on
+the meta device, `max_parameters`; index table, `max_index_entries`; manifest, 1 MiB), opens only
+regular files, never unpickles, and validates every field before it is used.
 """
 
 from polcore.proof.errors import ProofError
-from polcore.proof.manifest import DatasetRef, Manifest, ProofConfig, checkpoint_steps
-from polcore.proof.state import Checkpoint, ModelLayout, capture, restore
-from polcore.proof.storage import Proof, ProofWriter, read_proof, write_proof
+from polcore.proof.manifest import DatasetRef, Manifest, ProofConfig, checkpoint_file, checkpoint_steps
+from polcore.proof.state import MAX_PARAMETERS, Checkpoint, ModelLayout, capture, restore
+from polcore.proof.storage import MAX_INDEX_ENTRIES, Proof, ProofWriter, read_proof, write_proof
 
 __all__ = [
+    "MAX_INDEX_ENTRIES",
+    "MAX_PARAMETERS",
     "Checkpoint",
     "DatasetRef",
     "Manifest",
@@ -20,6 +25,7 @@ __all__ = [
     "ProofError",
     "ProofWriter",
     "capture",
+    "checkpoint_file",
     "checkpoint_steps",
     "read_proof",
     "restore",

@@ -73,9 +73,10 @@ class Fields:
             raise self.error(key, f"must lie in [{low}, {high}], got {value}")
         return value
 
-    def number(self, key: str, *, low: float | None = None, below: float | None = None) -> float:
-        """A finite number in [low, below)."""
-        return check_number(self.raw(key), self.file, self.name(key), low=low, below=below)
+    def number(self, key: str, *, low: float | None = None, below: float | None = None,
+               high: float | None = None) -> float:
+        """A finite number in [low, below) (or [low, high])."""
+        return check_number(self.raw(key), self.file, self.name(key), low=low, below=below, high=high)
 
     def boolean(self, key: str) -> bool:
         value = self.raw(key)
@@ -119,13 +120,19 @@ class Fields:
             raise ProofError(self.file, self.name(extra[0]), "unknown field")
 
 
-def check_number(value: Any, file: str, field: str, *, low: float | None = None, below: float | None = None) -> float:
-    """`value` as a float if it is a finite JSON number in [low, below), else ProofError."""
+def check_number(value: Any, file: str, field: str, *, low: float | None = None, below: float | None = None,
+                 high: float | None = None) -> float:
+    """`value` as a float if it is a finite JSON number in [low, below) (or [low, high]), else ProofError."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ProofError(file, field, f"must be a number, got {value!r:.60}")
-    number = float(value)
+    try:
+        number = float(value)  # a JSON integer can be far beyond float's range
+    except OverflowError:
+        raise ProofError(file, field, "must be finite (too large for a float)") from None
     if not math.isfinite(number):
         raise ProofError(file, field, "must be finite")
     if (low is not None and number < low) or (below is not None and number >= below):
         raise ProofError(file, field, f"must lie in [{low}, {below}), got {number}")
+    if high is not None and number > high:
+        raise ProofError(file, field, f"must lie in [{low}, {high}], got {number}")
     return number

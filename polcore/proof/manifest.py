@@ -2,19 +2,27 @@
 
 `ProofConfig` is what a proof *claims* about its training run (model, optimizer, the learning rate
 of every step, data, k); whoever writes a proof (the honest prover or an attack) builds one.
-`Manifest` adds what the writer computes: the checkpoint table and the SHA-256 of every file.
-Both validate on construction, so a `Manifest` that exists is internally consistent, whether it
-came from `manifest.json` (untrusted) or from code.
+`Manifest` adds what the writer computes: the SHA-256 of the per-step files. Both validate on
+construction, so a `Manifest` that exists is internally consistent, whether it came from
+`manifest.json` (untrusted) or from code.
+
+`manifest.json` (schema 2) holds only what does not grow with training: the config, the number of
+steps T, and the SHA-256 of `indices.npy`, `lrs.npy`, `batch_sha256.txt` and
+`checkpoint_sha256.txt`; the per-step data lives in those files, and checkpoint file names are
+derived from their step. A manifest therefore has a small fixed size bound (MAX_MANIFEST_BYTES).
+Ranges are those a real run never leaves (lr <= 100, weight decay <= 1, lr x weight decay <= 1,
+momentum < 1), and `steps_per_epoch` must be the one the dataset and batch size imply, so that no
+claimed hyperparameter can overflow a replay or shape the verifier's epochs.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
@@ -27,12 +35,26 @@ from polcore.proof.fields import HEX64, Fields, check_number, parse_json
 from polcore.training import OptimizerConfig
 
 SCHEMA = "polcore-proof"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_FILE = "manifest.json"
+INDICES_FILE = "indices.npy"
+LRS_FILE = "lrs.npy"
+HASHES_FILE = "batch_sha256.txt"
+CHECKPOINT_HASHES_FILE = "checkpoint_sha256.txt"
+CHECKPOINT_DIR = "checkpoints"
+LISTED_FILES = (INDICES_FILE, LRS_FILE, HASHES_FILE, CHECKPOINT_HASHES_FILE)  # their SHA-256 are in the manifest
 MAX_STEPS = 5_000_000
 MAX_SEED = 2**63 - 1
 MAX_META_ENTRIES = 64
-_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MAX_META_STRING = 500
+MAX_LR = 100.0
+MAX_WEIGHT_DECAY = 1.0
+# The largest legal manifest: `meta` dominates with <= 64 entries of a key <= 128 ASCII characters
+# and a string value <= 500 characters, each of which JSON may write as a 12-byte surrogate-pair
+# escape ("\ud83d\ude00"): 64 * (130 + 4 + 500 * 12 + 2) ~ 393 KB. Everything else (model kwargs
+# the builder accepts, optimizer, dataset, schedule, four SHA-256) is under 4 KB. 1 MiB leaves
+# room, and nothing bigger is parsed.
+MAX_MANIFEST_BYTES = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
 _VERSION = re.compile(r"[0-9A-Za-z.+_-]{1,64}")
 
@@ -42,20 +64,9 @@ def checkpoint_steps(steps: int, k: int) -> list[int]:
     return sorted(set(range(0, steps, k)) | {steps})
 
 
-def check_file_name(name: Any, field_name: str, *, suffix: str) -> str:
-    """A relative POSIX path that stays inside the proof directory, or ProofError."""
-    if not isinstance(name, str):
-        raise ProofError(MANIFEST_FILE, field_name, f"must be a string, got {name!r:.60}")
-    if name.startswith("/") or "\\" in name or ":" in name:
-        raise ProofError(MANIFEST_FILE, field_name, f"{name!r:.80} is not a relative POSIX path")
-    parts = PurePosixPath(name).parts
-    if ".." in name.split("/") or any(p in (".", "..") for p in parts):
-        raise ProofError(MANIFEST_FILE, field_name, f"{name!r:.80} leaves the proof directory")
-    if not 1 <= len(parts) <= 4 or "/".join(parts) != name or not all(_COMPONENT.fullmatch(p) for p in parts):
-        raise ProofError(MANIFEST_FILE, field_name, f"{name!r:.80} is not a plain file name (letters, digits, _.-)")
-    if not name.endswith(suffix) or name == MANIFEST_FILE:
-        raise ProofError(MANIFEST_FILE, field_name, f"{name!r:.80} must end in {suffix}")
-    return name
+def checkpoint_file(step: int) -> str:
+    """The file of the checkpoint after `step` steps (derived, never read from the manifest)."""
+    return f"{CHECKPOINT_DIR}/{step:08d}.safetensors"
 
 
 def _check_meta(meta: Any, field_name: str) -> dict[str, Any]:
@@ -65,15 +76,17 @@ def _check_meta(meta: Any, field_name: str) -> dict[str, Any]:
     if len(meta) > MAX_META_ENTRIES:
         raise ProofError(MANIFEST_FILE, field_name, f"more than {MAX_META_ENTRIES} entries")
     for key, value in meta.items():
-        where = f"{field_name}.{key}"
         if not isinstance(key, str) or not _NAME.fullmatch(key):
-            raise ProofError(MANIFEST_FILE, where, "keys must be short names (letters, digits, _.+-)")
+            raise ProofError(MANIFEST_FILE, field_name, "keys must be short names (letters, digits, _.+-)")
+        where = f"{field_name}.{key}"
         if isinstance(value, str):
-            if len(value) > 500:
-                raise ProofError(MANIFEST_FILE, where, "longer than 500 characters")
+            if len(value) > MAX_META_STRING:
+                raise ProofError(MANIFEST_FILE, where, f"longer than {MAX_META_STRING} characters")
         elif isinstance(value, float) and not math.isfinite(value):
             raise ProofError(MANIFEST_FILE, where, "must be finite")
-        elif value is not None and not isinstance(value, (bool, int, float)):
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+            raise ProofError(MANIFEST_FILE, where, "integer out of the 64-bit range")
+        elif value is not None and not isinstance(value, (bool, int, float, str)):
             raise ProofError(MANIFEST_FILE, where, f"must be a JSON scalar, got {type(value).__name__}")
     return dict(meta)
 
@@ -127,18 +140,40 @@ class DatasetRef:
 def _optimizer_from_fields(f: Fields) -> OptimizerConfig:
     f.const("name", "sgd")
     config = OptimizerConfig(momentum=f.number("momentum", low=0.0, below=1.0),
-                             weight_decay=f.number("weight_decay", low=0.0), nesterov=f.boolean("nesterov"))
+                             weight_decay=f.number("weight_decay", low=0.0, high=MAX_WEIGHT_DECAY),
+                             nesterov=f.boolean("nesterov"))
     f.close()
     return config
+
+
+def _check_optimizer(optimizer: OptimizerConfig) -> None:
+    """SGD in the ranges a real run stays in (momentum < 1 keeps the buffer bounded)."""
+    check_number(optimizer.momentum, MANIFEST_FILE, "optimizer.momentum", low=0.0, below=1.0)
+    check_number(optimizer.weight_decay, MANIFEST_FILE, "optimizer.weight_decay", low=0.0, high=MAX_WEIGHT_DECAY)
+    if not isinstance(optimizer.nesterov, bool):
+        raise ProofError(MANIFEST_FILE, "optimizer.nesterov", "must be true or false")
+    if optimizer.nesterov and optimizer.momentum == 0:
+        raise ProofError(MANIFEST_FILE, "optimizer.nesterov", "Nesterov momentum needs momentum > 0")
+
+
+def _check_lrs(lrs: np.ndarray, file: str) -> None:
+    """Every learning rate finite, >= 0 and <= MAX_LR (the first bad one named by its step)."""
+    bad = np.flatnonzero(~(np.isfinite(lrs) & (lrs >= 0) & (lrs <= MAX_LR)))
+    if bad.size:
+        raise ProofError(file, f"[{bad[0]}]", f"the learning rate of step {bad[0]} must be a finite number in "
+                                              f"[0, {MAX_LR}], got {lrs[bad[0]]}")
 
 
 @dataclass(frozen=True)
 class ProofConfig:
     """What a proof claims about its training run: enough to replay any interval of it.
 
-    `lrs[t]` is the learning rate of step t (so a spoof that claims a tiny rate records it here);
-    step t trains on `indices[t]` of the dataset, augmented (when `augment`) with
-    `step_seed(augment_seed, t)`. `meta` holds informational notes (never used to verify).
+    `lrs[t]` is the learning rate of step t (so a spoof that claims a tiny rate records it here;
+    on disk they are `lrs.npy`); step t trains on `indices[t]` of the dataset, augmented (when
+    `augment`) with `step_seed(augment_seed, t)`. `steps_per_epoch` must be
+    `dataset.size // batch_size` (`polcore.data.steps_per_epoch`): the verifier groups intervals
+    by epoch, so a proof may not choose its own epoch length. `meta` holds informational notes
+    (never used to verify).
     """
 
     model: ModelSpec
@@ -154,29 +189,37 @@ class ProofConfig:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        lrs = np.asarray(self.lrs, dtype=np.float64).reshape(-1)
+        try:
+            lrs = np.asarray(self.lrs, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ProofError(LRS_FILE, "-", f"not a sequence of numbers: {err}") from None
+        if not 1 <= lrs.size <= MAX_STEPS:
+            raise ProofError(MANIFEST_FILE, "schedule.steps", f"needs 1..{MAX_STEPS} steps, got {lrs.size}")
+        _check_lrs(lrs, LRS_FILE)
         object.__setattr__(self, "lrs", tuple(lrs.tolist()))
         object.__setattr__(self, "meta", MappingProxyType(_check_meta(self.meta, "meta")))
         if not isinstance(self.model, ModelSpec):
             raise ProofError(MANIFEST_FILE, "model", "must be a ModelSpec")
         if not isinstance(self.optimizer, OptimizerConfig):
             raise ProofError(MANIFEST_FILE, "optimizer", "must be an OptimizerConfig")
-        check_number(self.optimizer.momentum, MANIFEST_FILE, "optimizer.momentum", low=0.0, below=1.0)
-        check_number(self.optimizer.weight_decay, MANIFEST_FILE, "optimizer.weight_decay", low=0.0)
-        if self.optimizer.nesterov and self.optimizer.momentum == 0:
-            raise ProofError(MANIFEST_FILE, "optimizer.nesterov", "Nesterov momentum needs momentum > 0")
-        if not 1 <= len(self.lrs) <= MAX_STEPS:
-            raise ProofError(MANIFEST_FILE, "schedule.lrs", f"needs 1..{MAX_STEPS} learning rates, got {len(self.lrs)}")
-        bad = np.flatnonzero(~(np.isfinite(lrs) & (lrs >= 0)))
-        if bad.size:
-            raise ProofError(MANIFEST_FILE, f"schedule.lrs[{bad[0]}]",
-                             f"must be a finite number >= 0, got {lrs[bad[0]]}")
+        if not isinstance(self.dataset, DatasetRef):
+            raise ProofError(MANIFEST_FILE, "dataset", "must be a DatasetRef")
+        _check_optimizer(self.optimizer)
+        if float(lrs.max()) * self.optimizer.weight_decay > 1:
+            raise ProofError(MANIFEST_FILE, "optimizer.weight_decay",
+                             f"{self.optimizer.weight_decay} times the largest learning rate {lrs.max()} exceeds 1: "
+                             "weight decay would flip and grow the weights at every step")
         for name in ("k", "batch_size", "steps_per_epoch"):
             _set_integer(self, name, f"schedule.{name}", 1, MAX_STEPS)
         _set_integer(self, "augment_seed", "schedule.augment_seed", 0, MAX_SEED)
         if self.batch_size > self.dataset.size:
             raise ProofError(MANIFEST_FILE, "schedule.batch_size",
                              f"{self.batch_size} exceeds the dataset's {self.dataset.size} examples")
+        derived = self.dataset.size // self.batch_size
+        if self.steps_per_epoch != derived:
+            raise ProofError(MANIFEST_FILE, "schedule.steps_per_epoch",
+                             f"must be dataset size // batch size = {self.dataset.size} // {self.batch_size} = "
+                             f"{derived}, got {self.steps_per_epoch}")
         if not isinstance(self.augment, bool):
             raise ProofError(MANIFEST_FILE, "schedule.augment", "must be true or false")
         if not isinstance(self.creator, str) or not _NAME.fullmatch(self.creator):
@@ -198,6 +241,7 @@ class ProofConfig:
         return checkpoint_steps(self.steps, self.k)
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest's part of the config (the learning rates go to `lrs.npy`)."""
         return {
             "creator": self.creator,
             "model": self.model.to_dict(),
@@ -211,100 +255,67 @@ class ProofConfig:
                 "k": self.k,
                 "augment": self.augment,
                 "augment_seed": self.augment_seed,
-                "lrs": list(self.lrs),
             },
             "meta": dict(self.meta),
         }
 
     @classmethod
-    def from_fields(cls, f: Fields) -> ProofConfig:
-        """Read the config part of a manifest (the caller closes `f`)."""
+    def from_fields(cls, f: Fields, read_lrs: Callable[[int], Sequence[float] | np.ndarray]) -> ProofConfig:
+        """Read the config part of a manifest (the caller closes `f`); `read_lrs(T)` returns the T
+        learning rates (from `lrs.npy`, read only once T is known to be in range)."""
         try:
             model = ModelSpec.from_dict(f.raw("model"))
         except ValueError as err:
             raise f.error("model", str(err)) from None
+        optimizer = _optimizer_from_fields(f.obj("optimizer"))
+        dataset = DatasetRef.from_fields(f.obj("dataset"))
         schedule = f.obj("schedule")
-        lrs = [check_number(lr, MANIFEST_FILE, f"schedule.lrs[{i}]", low=0.0)
-               for i, lr in enumerate(schedule.array("lrs", max_len=MAX_STEPS))]
-        config = cls(  # __post_init__ checks the types and ranges of the raw values
-            model=model,
-            optimizer=_optimizer_from_fields(f.obj("optimizer")),
-            dataset=DatasetRef.from_fields(f.obj("dataset")),
-            lrs=tuple(lrs),
-            **{name: schedule.raw(name) for name in ("k", "batch_size", "steps_per_epoch", "augment", "augment_seed")},
-            creator=f.raw("creator"),
-            meta=f.raw("meta"),
-        )
-        for name, derived in (("steps", config.steps), ("epochs", config.epochs)):
-            if schedule.integer(name, low=0) != derived:
-                raise schedule.error(name, f"says {schedule.raw(name)} but the schedule implies {derived}")
+        steps = schedule.integer("steps", low=1, high=MAX_STEPS)
+        scalars = {name: schedule.raw(name) for name in ("k", "batch_size", "steps_per_epoch", "augment",
+                                                         "augment_seed")}
+        creator, meta = f.raw("creator"), f.raw("meta")
+        config = cls(model=model, optimizer=optimizer, dataset=dataset, lrs=read_lrs(steps),  # __post_init__
+                     **scalars, creator=creator, meta=meta)                                   # checks them all
+        if config.steps != steps:
+            raise ProofError(LRS_FILE, "shape", f"holds {config.steps} learning rates for {steps} steps")
+        if schedule.integer("epochs", low=0) != config.epochs:
+            raise schedule.error("epochs", f"says {schedule.raw('epochs')} but the schedule implies {config.epochs}")
         schedule.close()
         return config
 
 
 @dataclass(frozen=True)
-class FileEntry:
-    """A file of the proof and its SHA-256 (hex)."""
-
-    file: str
-    sha256: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"file": self.file, "sha256": self.sha256}
-
-    @classmethod
-    def from_fields(cls, f: Fields, *, suffix: str) -> FileEntry:
-        entry = cls(check_file_name(f.raw("file"), f.name("file"), suffix=suffix), f.string("sha256", pattern=HEX64))
-        f.close()
-        return entry
-
-
-@dataclass(frozen=True)
-class CheckpointEntry:
-    """The file holding the model and optimizer state after `step` steps."""
-
-    step: int
-    file: str
-    sha256: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "file": self.file, "sha256": self.sha256}
-
-
-INDICES_SUFFIX = ".npy"
-HASHES_SUFFIX = ".txt"
-CHECKPOINT_SUFFIX = ".safetensors"
-
-
-@dataclass(frozen=True)
 class Manifest:
-    """`manifest.json`: the config, the checkpoint table and the SHA-256 of every file."""
+    """`manifest.json`: the config and the SHA-256 of the four per-step files.
+
+    Checkpoints live at `checkpoint_file(step)` for step in 0, k, 2k, ..., T; their SHA-256 are
+    the lines of `checkpoint_sha256.txt`, in that order.
+    """
 
     config: ProofConfig
-    checkpoints: tuple[CheckpointEntry, ...]
-    indices: FileEntry
-    batch_hashes: FileEntry
+    sha256: Mapping[str, str]
     polcore_version: str
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "checkpoints", tuple(self.checkpoints))
-        expected = self.config.checkpoint_steps()
-        steps = [c.step for c in self.checkpoints]
-        if steps != expected:
-            raise ProofError(MANIFEST_FILE, "checkpoints",
-                             f"steps {_short(steps)} differ from the required 0, k, 2k, ..., T = {_short(expected)}")
-        names = [c.file for c in self.checkpoints] + [self.indices.file, self.batch_hashes.file]
-        if len(set(names)) != len(names):
-            raise ProofError(MANIFEST_FILE, "checkpoints", "two entries name the same file")
-        check_file_name(self.indices.file, "indices.file", suffix=INDICES_SUFFIX)
-        check_file_name(self.batch_hashes.file, "batch_hashes.file", suffix=HASHES_SUFFIX)
-        for i, entry in enumerate(self.checkpoints):
-            check_file_name(entry.file, f"checkpoints[{i}].file", suffix=CHECKPOINT_SUFFIX)
+        if not isinstance(self.sha256, Mapping) or set(self.sha256) != set(LISTED_FILES):
+            raise ProofError(MANIFEST_FILE, "sha256", f"must give the SHA-256 of exactly {', '.join(LISTED_FILES)}")
+        for name in LISTED_FILES:
+            if not isinstance(self.sha256[name], str) or not HEX64.fullmatch(self.sha256[name]):
+                raise ProofError(MANIFEST_FILE, f"sha256.{name}", "must be 64 lowercase hex digits (SHA-256)")
+        object.__setattr__(self, "sha256", MappingProxyType({name: self.sha256[name] for name in LISTED_FILES}))
+        if not isinstance(self.polcore_version, str) or not _VERSION.fullmatch(self.polcore_version):
+            raise ProofError(MANIFEST_FILE, "polcore_version", "is not a version string")
+        if self.schema_version != SCHEMA_VERSION:
+            raise ProofError(MANIFEST_FILE, "schema_version", f"must be {SCHEMA_VERSION}")
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        """(step, file) of every checkpoint, in step order."""
+        return [(step, checkpoint_file(step)) for step in self.config.checkpoint_steps()]
 
     def files(self) -> list[str]:
         """Every file the proof consists of, besides `manifest.json` itself."""
-        return [self.indices.file, self.batch_hashes.file] + [c.file for c in self.checkpoints]
+        return list(LISTED_FILES) + [name for _, name in self.checkpoints()]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -312,31 +323,31 @@ class Manifest:
             "schema_version": self.schema_version,
             "polcore_version": self.polcore_version,
             **self.config.to_dict(),
-            "indices": self.indices.to_dict(),
-            "batch_hashes": self.batch_hashes.to_dict(),
-            "checkpoints": [c.to_dict() for c in self.checkpoints],
+            "sha256": dict(self.sha256),
         }
 
+    def to_bytes(self) -> bytes:
+        """The bytes of `manifest.json` (ASCII JSON; refused if over MAX_MANIFEST_BYTES)."""
+        data = (json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n").encode("ascii")
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ProofError(MANIFEST_FILE, "size", f"{len(data)} bytes, more than {MAX_MANIFEST_BYTES}")
+        return data
+
     @classmethod
-    def from_bytes(cls, data: bytes) -> Manifest:
-        """Parse and validate `manifest.json`; any problem raises ProofError naming the field."""
+    def from_bytes(cls, data: bytes, read_lrs: Callable[[int, str], Sequence[float] | np.ndarray]) -> Manifest:
+        """Parse and validate `manifest.json`; any problem raises ProofError naming the field.
+
+        `read_lrs(T, sha256)` reads the T learning rates of `lrs.npy` and checks its SHA-256.
+        """
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ProofError(MANIFEST_FILE, "size", f"{len(data)} bytes, more than {MAX_MANIFEST_BYTES}")
         f = Fields(parse_json(data, MANIFEST_FILE), MANIFEST_FILE)
         f.const("schema", SCHEMA)
         f.const("schema_version", SCHEMA_VERSION)
         version = f.string("polcore_version", pattern=_VERSION)
-        config = ProofConfig.from_fields(f)
-        indices = FileEntry.from_fields(f.obj("indices"), suffix=INDICES_SUFFIX)
-        hashes = FileEntry.from_fields(f.obj("batch_hashes"), suffix=HASHES_SUFFIX)
-        entries = []
-        for i, raw in enumerate(f.array("checkpoints", max_len=MAX_STEPS + 1)):
-            e = Fields(raw, MANIFEST_FILE, f"checkpoints[{i}]")
-            entries.append(CheckpointEntry(e.integer("step", low=0, high=MAX_STEPS),
-                                           check_file_name(e.raw("file"), e.name("file"), suffix=CHECKPOINT_SUFFIX),
-                                           e.string("sha256", pattern=HEX64)))
-            e.close()
+        hashes = f.obj("sha256")
+        sha256 = {name: hashes.string(name, pattern=HEX64) for name in LISTED_FILES}
+        hashes.close()
+        config = ProofConfig.from_fields(f, lambda steps: read_lrs(steps, sha256[LRS_FILE]))
         f.close()
-        return cls(config, tuple(entries), indices, hashes, version)
-
-
-def _short(steps: list[int]) -> str:
-    return str(steps) if len(steps) <= 8 else f"[{steps[0]}, {steps[1]}, ..., {steps[-1]}] ({len(steps)} steps)"
+        return cls(config, sha256, version)

@@ -4,6 +4,13 @@ A checkpoint holds the model's whole `state_dict` (parameters and buffers such a
 running statistics) and the SGD momentum buffer of every parameter: with both, replaying k steps
 from a checkpoint repeats training exactly, not approximately. Decoding checks every tensor
 against the layout the manifest's model spec implies, before and after safetensors parses it.
+
+Optimizer state is part of what a proof claims, so it follows the honest prover's rules: W_0
+(step 0) carries none (a momentum planted there moves every later replay while each replay stays
+exact), and with momentum > 0 every later checkpoint carries a buffer for every parameter
+(dropping them would silently reset the state a replay starts from). The layout of a spec is
+computed on the meta device with a cap on modules and parameters, so a hostile spec costs nothing.
+The encoding is deterministic: one metadata key, so the same state always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -19,15 +26,21 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from polcore.models import ModelSpec, build_model, count_parameters
+from polcore.models import ModelSpec, ModelTooLarge, build_model, count_parameters
 from polcore.proof.errors import ProofError
 from polcore.proof.fields import Fields, parse_json
 
-FORMAT_TAG = "polcore-checkpoint"
+STEP_KEY = "polcore-checkpoint-step"  # the one metadata key: safetensors writes a map of several in any order
 MODEL_PREFIX = "model/"
 MOMENTUM_PREFIX = "momentum/"
 MAX_HEADER_BYTES = 16 << 20
-MAX_PARAMETERS = 2_000_000_000
+# Parameters a reader accepts by default: 4x a paper-scale ResNet-50 (23.7 M on CIFAR-100), so
+# checkpoints of up to ~0.8 GB (weights + momentum, float32); read_proof(max_parameters=) raises it.
+MAX_PARAMETERS = 100_000_000
+# Submodules a spec may build: ResNet-110 has 553, ResNet-50 246; building one costs ~0.5 ms even
+# on the meta device, so this bounds the time a hostile `depth` can take (~1 s).
+MAX_MODULES = 2048
+MAX_MODEL_INT = 2**31 - 1  # no size kwarg of a real model comes near; larger ones only overflow shapes
 
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
                        torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
@@ -68,15 +81,25 @@ class ModelLayout:
     parameters: list[str]
 
     @classmethod
-    def of_spec(cls, spec: ModelSpec) -> ModelLayout:
-        """Built on the meta device: no memory, no time, even for a huge (hostile) spec."""
+    def of_spec(cls, spec: ModelSpec, *, max_parameters: int | None = MAX_PARAMETERS,
+                max_modules: int = MAX_MODULES) -> ModelLayout:
+        """Built on the meta device: no memory and bounded time, even for a huge (hostile) spec.
+
+        `max_parameters=None` lifts the parameter cap (the writer, whose model already exists).
+        """
+        for key, value in spec.kwargs.items():
+            if isinstance(value, int) and not -MAX_MODEL_INT <= value <= MAX_MODEL_INT:
+                raise ProofError("manifest.json", "model", f"kwarg {key!r} is out of range (|value| > {MAX_MODEL_INT})")
         try:
-            with torch.device("meta"):
-                model = build_model(spec, seed=0)
-        except (ValueError, TypeError, RuntimeError, OverflowError) as err:  # the builder refuses these kwargs
-            raise ProofError("manifest.json", "model", f"cannot be built: {err}") from None
-        if count_parameters(model) > MAX_PARAMETERS:
-            raise ProofError("manifest.json", "model", f"more than {MAX_PARAMETERS} parameters")
+            model = build_model(spec, seed=0, device="meta", max_modules=max_modules)
+        except ModelTooLarge as err:
+            raise ProofError("manifest.json", "model", f"too large: {err}") from None
+        except Exception as err:  # noqa: BLE001 - whatever an attacker's kwargs make a builder raise
+            raise ProofError("manifest.json", "model", f"cannot be built: {type(err).__name__}: {err}") from None
+        params = count_parameters(model)
+        if max_parameters is not None and params > max_parameters:
+            raise ProofError("manifest.json", "model", f"has {params:,} parameters, more than the {max_parameters:,} "
+                                                       "this reader accepts (raise max_parameters to read it)")
         return cls.of_model(model)
 
     @classmethod
@@ -119,11 +142,13 @@ def restore(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Chec
 
 
 def encode(checkpoint: Checkpoint) -> bytes:
-    """safetensors bytes: `model/<key>` and `momentum/<param>` tensors, the step in the metadata."""
+    """safetensors bytes: `model/<key>` and `momentum/<param>` tensors, the step in the metadata.
+
+    Deterministic: safetensors orders tensors by dtype and name, and the metadata has one key."""
     tensors = {MODEL_PREFIX + k: v.detach().to("cpu").contiguous().clone() for k, v in checkpoint.model.items()}
     for k, v in (checkpoint.momentum or {}).items():
         tensors[MOMENTUM_PREFIX + k] = v.detach().to("cpu").contiguous().clone()
-    return safetensors_save(tensors, metadata={"format": FORMAT_TAG, "step": str(checkpoint.step)})
+    return safetensors_save(tensors, metadata={STEP_KEY: str(checkpoint.step)})
 
 
 def _header_step(data: bytes, file: str, layout: ModelLayout) -> int:
@@ -136,11 +161,10 @@ def _header_step(data: bytes, file: str, layout: ModelLayout) -> int:
         raise ProofError(file, "header", f"declares a {size}-byte header in a {len(data)}-byte file")
     header = Fields(parse_json(data[8 : 8 + size], file), file)
     meta = header.obj("__metadata__")
-    meta.const("format", FORMAT_TAG)
-    step = meta.string("step", max_len=20)
+    step = meta.string(STEP_KEY, max_len=20)
     meta.close()
-    if not step.isdigit():
-        raise ProofError(file, "__metadata__.step", f"{step!r} is not a step number")
+    if not (step.isascii() and step.isdigit()):
+        raise ProofError(file, f"__metadata__.{STEP_KEY}", f"{step!r} is not a step number")
     allowed = layout.tensors(momentum=True)
     for key in sorted(set(header.keys()) - {"__metadata__"}):
         if key not in allowed:
@@ -153,12 +177,19 @@ def _header_step(data: bytes, file: str, layout: ModelLayout) -> int:
     return int(step)
 
 
-def _check_tensors(tensors: Mapping[str, torch.Tensor], layout: ModelLayout, *, where: str,
+def _check_tensors(tensors: Mapping[str, torch.Tensor], layout: ModelLayout, *, where: str, step: int,
                    momentum_allowed: bool) -> None:
-    """Exactly the layout's tensors (momentum all or none), right shapes and dtypes, finite."""
+    """Exactly the layout's tensors, right shapes and dtypes, finite; momentum buffers for every
+    parameter at every step after 0 when the optimizer has momentum, and none otherwise."""
     has_momentum = any(k.startswith(MOMENTUM_PREFIX) for k in tensors)
+    if has_momentum and step == 0:
+        raise ProofError(where, MOMENTUM_PREFIX, "momentum buffers at step 0: W_0 carries no optimizer state "
+                                                 "(an honest run has none before its first step)")
     if has_momentum and not momentum_allowed:
         raise ProofError(where, MOMENTUM_PREFIX, "momentum buffers in a proof whose optimizer has momentum 0")
+    if momentum_allowed and step > 0 and not has_momentum:
+        raise ProofError(where, MOMENTUM_PREFIX, f"missing: with momentum > 0, the state after step {step} has "
+                                                 "a momentum buffer for every parameter")
     expected = layout.tensors(momentum=has_momentum)
     for key in sorted(set(expected) ^ set(tensors)):
         raise ProofError(where, key, "missing" if key in expected else "unknown tensor for this model")
@@ -173,12 +204,12 @@ def _check_tensors(tensors: Mapping[str, torch.Tensor], layout: ModelLayout, *, 
 def decode(data: bytes, *, file: str, step: int, layout: ModelLayout, momentum_allowed: bool) -> Checkpoint:
     """Parse and validate one checkpoint file; any problem raises ProofError naming the tensor."""
     if _header_step(data, file, layout) != step:
-        raise ProofError(file, "__metadata__.step", f"is not {step}, the step the manifest lists it for")
+        raise ProofError(file, f"__metadata__.{STEP_KEY}", f"is not {step}, the step this file name stands for")
     try:
         tensors = safetensors_load(data)
     except SafetensorError as err:
         raise ProofError(file, "-", f"not a valid safetensors file: {err}") from None
-    _check_tensors(tensors, layout, where=file, momentum_allowed=momentum_allowed)
+    _check_tensors(tensors, layout, where=file, step=step, momentum_allowed=momentum_allowed)
     model = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     momentum = {k[len(MOMENTUM_PREFIX):]: v for k, v in tensors.items() if k.startswith(MOMENTUM_PREFIX)}
     return Checkpoint(step, model, momentum or None)
@@ -188,4 +219,5 @@ def check_checkpoint(checkpoint: Checkpoint, layout: ModelLayout, *, momentum_al
     """The writer's check of an in-memory checkpoint: the rules `decode` applies to a file."""
     tensors = {MODEL_PREFIX + k: v for k, v in checkpoint.model.items()}
     tensors.update({MOMENTUM_PREFIX + k: v for k, v in (checkpoint.momentum or {}).items()})
-    _check_tensors(tensors, layout, where=f"checkpoint of step {checkpoint.step}", momentum_allowed=momentum_allowed)
+    _check_tensors(tensors, layout, where=f"checkpoint of step {checkpoint.step}", step=checkpoint.step,
+                   momentum_allowed=momentum_allowed)

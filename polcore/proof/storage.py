@@ -1,29 +1,40 @@
 """A proof on disk: the atomic writer, the validating reader, and the `Proof` they share.
 
-Layout of a proof directory::
+Layout of a proof directory (schema 2)::
 
-    manifest.json                   ProofConfig + checkpoint table + SHA-256 of every file
+    manifest.json                   ProofConfig (T, not the per-step data) + SHA-256 of the four files below
     indices.npy                     int64 (T, batch_size): the data indices of every step
+    lrs.npy                         float64 (T,): the learning rate of every step
     batch_sha256.txt                T lines: SHA-256 of the exact bytes of every batch
-    checkpoints/<step>.safetensors  model state_dict + SGD momentum after `step` steps
+    checkpoint_sha256.txt           one line per checkpoint (steps 0, k, 2k, ..., T): its SHA-256
+    checkpoints/%08d.safetensors    model state_dict + SGD momentum after that many steps
 
-Nothing is pickled: `.npy` is read header first, then with `allow_pickle=False`; checkpoints are
-safetensors. Writing goes to a hidden temporary sibling directory, every file is fsynced, and
-the directory is renamed into place last, so an interrupted writer never leaves a directory that
-reads as a proof, and an existing directory is never touched unless the caller says `replace`.
+Nothing is pickled: `.npy` is read header first (dtype, shape, size checked before the data), then
+taken as raw little-endian numbers; checkpoints are safetensors. Every size is bounded before
+anything is allocated: the manifest by MAX_MANIFEST_BYTES, the index table by `max_index_entries`,
+the model by `max_parameters` (sized on the meta device), each file by what its shape implies.
+Every file is opened without following links and without blocking (a FIFO or a device named like
+a proof file is refused, never read); the directory the caller names may itself be a link.
+
+Writing goes to a hidden temporary sibling directory, every file is fsynced, and the directory is
+renamed into place last, so an interrupted writer never leaves a directory that reads as a proof,
+and an existing directory is never touched unless the caller says `replace`. The same inputs
+give the same bytes (the prover's wall time in `meta` aside).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,21 +44,29 @@ import numpy as np
 import polcore
 from polcore.proof.errors import ProofError
 from polcore.proof.fields import HEX64
-from polcore.proof.manifest import MANIFEST_FILE, CheckpointEntry, FileEntry, Manifest, ProofConfig
-from polcore.proof.state import Checkpoint, ModelLayout, check_checkpoint, decode, encode
+from polcore.proof.manifest import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_HASHES_FILE,
+    HASHES_FILE,
+    INDICES_FILE,
+    LRS_FILE,
+    MANIFEST_FILE,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    ProofConfig,
+    checkpoint_file,
+    checkpoint_steps,
+)
+from polcore.proof.state import MAX_PARAMETERS, Checkpoint, ModelLayout, check_checkpoint, decode, encode
 
-INDICES_FILE = "indices.npy"
-HASHES_FILE = "batch_sha256.txt"
-CHECKPOINT_DIR = "checkpoints"
-MAX_MANIFEST_BYTES = 256 << 20
-_NPY_HEADER_SLACK = 1 << 16
+# Entries of indices.npy a reader accepts by default (2 GiB of int64): ImageNet for 90 epochs
+# (1.28 M examples x 90) is 115 M; read_proof(max_index_entries=) raises it.
+MAX_INDEX_ENTRIES = 2**28
+_NPY_HEADER_MAX = 1 << 16
+_HASH_LINE = 65  # 64 hex digits and a newline
 
 
-def checkpoint_file(step: int) -> str:
-    return f"{CHECKPOINT_DIR}/{step:08d}.safetensors"
-
-
-def sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -67,17 +86,32 @@ def check_indices(indices: np.ndarray, config: ProofConfig, file: str = INDICES_
                                                    f"{config.dataset.size} examples")
 
 
+def check_hash_lines(hashes: Sequence[str], count: int, file: str, what: str) -> None:
+    """`count` lowercase hex SHA-256, one per `what`."""
+    if len(hashes) != count:
+        raise ProofError(file, "lines", f"has {len(hashes)} hashes for {count} {what}")
+    for line, h in enumerate(hashes, 1):
+        if not isinstance(h, str) or not HEX64.fullmatch(h):
+            raise ProofError(file, f"line {line}", "is not a lowercase hex SHA-256")
+
+
 def check_batch_hashes(hashes: Sequence[str], config: ProofConfig, file: str = HASHES_FILE) -> None:
     """One lowercase hex SHA-256 per step."""
-    if len(hashes) != config.steps:
-        raise ProofError(file, "lines", f"has {len(hashes)} hashes for {config.steps} steps")
-    for step, h in enumerate(hashes):
-        if not isinstance(h, str) or not HEX64.fullmatch(h):
-            raise ProofError(file, f"line {step + 1}", "is not a lowercase hex SHA-256")
+    check_hash_lines(hashes, config.steps, file, "steps")
 
 
 def _momentum_allowed(config: ProofConfig) -> bool:
     return config.optimizer.momentum > 0
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _lines(hashes: Sequence[str]) -> bytes:
+    return "".join(h + "\n" for h in hashes).encode("ascii")
 
 
 # ---- the writer ------------------------------------------------------------------------------
@@ -115,9 +149,9 @@ class ProofWriter:
                 raise FileExistsError(f"{self.path} exists; choose another directory or ask to replace it")
             if self.path.is_symlink() or not (self.path / MANIFEST_FILE).is_file():
                 raise FileExistsError(f"{self.path} exists and is not a proof directory; refusing to replace it")
-        self._layout = ModelLayout.of_spec(config.model)
+        self._layout = ModelLayout.of_spec(config.model, max_parameters=None)  # the prover's model exists already
         self._expected = config.checkpoint_steps()
-        self._entries: list[CheckpointEntry] = []
+        self._hashes: list[str] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp: Path | None = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial",
                                                        dir=self.path.parent))
@@ -140,42 +174,39 @@ class ProofWriter:
     def add(self, checkpoint: Checkpoint) -> None:
         """Write the checkpoint of the next step in 0, k, 2k, ..., T."""
         staging = self._staging()
-        position = len(self._entries)
+        position = len(self._hashes)
         if position >= len(self._expected) or checkpoint.step != self._expected[position]:
             want = self._expected[position] if position < len(self._expected) else "none (all written)"
             raise ProofError(f"checkpoint of step {checkpoint.step}", "step", f"next checkpoint must be step {want}")
         check_checkpoint(checkpoint, self._layout, momentum_allowed=_momentum_allowed(self.config))
         data = encode(checkpoint)
-        name = checkpoint_file(checkpoint.step)
-        _write_synced(staging / name, data)
-        self._entries.append(CheckpointEntry(checkpoint.step, name, sha256_hex(data)))
+        _write_synced(staging / checkpoint_file(checkpoint.step), data)
+        self._hashes.append(sha256_hex(data))
 
     def commit(self, indices: np.ndarray, batch_hashes: Sequence[str], *, meta: Mapping[str, Any] | None = None
                ) -> Manifest:
-        """Write indices, hashes and manifest, then move the proof into place; returns the manifest.
-
-        `meta` adds informational notes known only at the end (the prover's wall time).
+        """Write indices, learning rates, hashes and manifest, then move the proof into place;
+        returns the manifest. `meta` adds informational notes known only at the end (wall time).
         """
         staging = self._staging()
         if meta:
             self.config = dataclasses.replace(self.config, meta={**self.config.meta, **meta})
-        if len(self._entries) != len(self._expected):
-            raise ProofError(MANIFEST_FILE, "checkpoints",
-                             f"{len(self._entries)} of {len(self._expected)} checkpoints written")
+        if len(self._hashes) != len(self._expected):
+            raise ProofError(CHECKPOINT_HASHES_FILE, "lines",
+                             f"{len(self._hashes)} of {len(self._expected)} checkpoints written")
         indices = np.ascontiguousarray(indices)
         check_indices(indices, self.config)
         hashes = list(batch_hashes)
         check_batch_hashes(hashes, self.config)
-        buf = io.BytesIO()
-        np.save(buf, indices, allow_pickle=False)
-        index_bytes = buf.getvalue()
-        hash_bytes = "".join(h + "\n" for h in hashes).encode("ascii")
-        manifest = Manifest(self.config, tuple(self._entries), FileEntry(INDICES_FILE, sha256_hex(index_bytes)),
-                            FileEntry(HASHES_FILE, sha256_hex(hash_bytes)), polcore.__version__)
-        _write_synced(staging / INDICES_FILE, index_bytes)
-        _write_synced(staging / HASHES_FILE, hash_bytes)
-        text = json.dumps(manifest.to_dict(), indent=1, allow_nan=False) + "\n"
-        _write_synced(staging / MANIFEST_FILE, text.encode("utf-8"))
+        files = {INDICES_FILE: _npy_bytes(indices.astype("<i8", copy=False)),
+                 LRS_FILE: _npy_bytes(self.config.lr_array().astype("<f8", copy=False)),
+                 HASHES_FILE: _lines(hashes), CHECKPOINT_HASHES_FILE: _lines(self._hashes)}
+        manifest = Manifest(self.config, {name: sha256_hex(data) for name, data in files.items()},
+                            polcore.__version__)
+        text = manifest.to_bytes()
+        for name, data in files.items():
+            _write_synced(staging / name, data)
+        _write_synced(staging / MANIFEST_FILE, text)
         _fsync_dir(staging / CHECKPOINT_DIR)
         _fsync_dir(staging)
         self._move_into_place(staging)
@@ -219,6 +250,27 @@ def write_proof(
         return writer.commit(indices, batch_hashes)
 
 
+def patch_proof_file(path: str | Path, name: str, data: bytes) -> None:
+    """Replace one file of the proof at `path` and refresh the SHA-256 that covers it (a checkpoint's
+    line of `checkpoint_sha256.txt`, then the manifest's SHA-256 of that file), as an attacker who
+    recomputes every hash would. For spoofs and tests: nothing about the result is checked, so it
+    can write what `ProofWriter` refuses (momentum at step 0, say) for the reader to judge.
+    """
+    root = Path(path)
+    (root / name).write_bytes(data)
+    manifest = json.loads((root / MANIFEST_FILE).read_text())
+    if name.startswith(CHECKPOINT_DIR + "/"):
+        schedule = manifest["schedule"]
+        position = checkpoint_steps(schedule["steps"], schedule["k"]).index(int(Path(name).stem))
+        lines = (root / CHECKPOINT_HASHES_FILE).read_text().splitlines()
+        lines[position] = sha256_hex(data)
+        name, data = CHECKPOINT_HASHES_FILE, _lines(lines)
+        (root / name).write_bytes(data)
+    if name in manifest["sha256"]:
+        manifest["sha256"][name] = sha256_hex(data)
+        (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+
+
 # ---- the reader --------------------------------------------------------------------------------
 
 
@@ -255,26 +307,63 @@ def _check_listing(root: Path, manifest: Manifest) -> None:
         raise ProofError(name, "-", "unexpected directory")
 
 
-def _read_checked(root: Path, name: str, *, max_bytes: int, sha256: str | None) -> bytes:
-    """Read one regular file (never through a link), bounded in size, checked against its SHA-256."""
+def _open_regular(root: Path, name: str) -> int:
+    """A read-only descriptor of the regular file `root/name`, opened component by component
+    without following any link and without blocking (a FIFO opens at once and is refused)."""
+    parts = name.split("/")
     try:
-        fd = os.open(root / name, os.O_RDONLY | os.O_NOFOLLOW)
+        dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
-        raise ProofError(name, "-", f"cannot be opened: {err.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
+        raise ProofError(str(root), "-", f"cannot be opened: {err.strerror}") from None
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = inner
+        mode = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode
+        if stat.S_ISLNK(mode):
+            raise ProofError(name, "-", "is a symbolic link; a proof holds plain files only")
+        if not stat.S_ISREG(mode):
             raise ProofError(name, "-", "is not a regular file")
-        if info.st_size > max_bytes:
-            raise ProofError(name, "size", f"{info.st_size} bytes, more than the {max_bytes} this proof allows")
-        data = f.read(max_bytes + 1)
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise ProofError(name, "-", "missing") from None
+    except OSError as err:
+        problem = "a symbolic link on its path" if err.errno in (errno.ELOOP, errno.ENOTDIR) else err.strerror
+        raise ProofError(name, "-", f"cannot be opened: {problem}") from None
+    finally:
+        os.close(dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped between the stat and the open
+        os.close(fd)
+        raise ProofError(name, "-", "is not a regular file")
+    return fd
+
+
+def _read_checked(root: Path, name: str, *, max_bytes: int, sha256: str | None) -> bytearray:
+    """Read one regular file (never through a link, never blocking), bounded in size before it is
+    read, checked against its SHA-256."""
+    fd = _open_regular(root, name)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise ProofError(name, "size", f"{size} bytes, more than the {max_bytes} this proof allows")
+        data = bytearray(size)
+        view, done = memoryview(data), 0
+        while done < size:
+            got = f.readinto(view[done:])
+            if not got:
+                raise ProofError(name, "size", "shrank while it was read")
+            done += got
+        if f.read(1):
+            raise ProofError(name, "size", "grew while it was read")
     if sha256 is not None and sha256_hex(data) != sha256:
         raise ProofError(name, "sha256", "does not match the manifest (the file is corrupt or was changed)")
     return data
 
 
-def _parse_indices(data: bytes, config: ProofConfig, file: str) -> np.ndarray:
-    """The `.npy` header is checked before any data is read; pickles are refused."""
+def _parse_npy(data: bytearray, file: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A `.npy` of exactly `dtype` and `shape`, C order, nothing after the data: the header is
+    checked before the data is touched, and the data is taken as raw numbers (no pickle path)."""
     fmt = np.lib.format
     stream = io.BytesIO(data)
     try:
@@ -282,31 +371,37 @@ def _parse_indices(data: bytes, config: ProofConfig, file: str) -> np.ndarray:
         reader = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
         if reader is None:
             raise ValueError(f"unsupported .npy version {version}")
-        shape, fortran, dtype = reader(stream)
-    except (ValueError, EOFError) as err:
+        found_shape, fortran, found_dtype = reader(stream, max_header_size=_NPY_HEADER_MAX)
+    except (ValueError, EOFError, SyntaxError, TypeError) as err:
         raise ProofError(file, "header", f"not a valid .npy header: {err}") from None
-    want = (config.steps, config.batch_size)
-    if dtype != np.dtype(np.int64) or shape != want or fortran:
-        raise ProofError(file, "header", f"holds {dtype} {shape}{' (Fortran order)' if fortran else ''}, "
-                                         f"expected int64 {want}")
-    try:
-        indices = fmt.read_array(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError) as err:
-        raise ProofError(file, "data", f"cannot be read: {err}") from None
+    if found_dtype != dtype or found_shape != shape or fortran:
+        raise ProofError(file, "header", f"holds {found_dtype} {found_shape}{' (Fortran order)' if fortran else ''}, "
+                                         f"expected {dtype} {shape}")
+    offset = stream.tell()
+    count = math.prod(shape)
+    if len(data) - offset != count * dtype.itemsize:
+        raise ProofError(file, "data", f"{len(data) - offset} bytes of data, the header implies {count * dtype.itemsize}")
+    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def _parse_indices(data: bytearray, config: ProofConfig, file: str = INDICES_FILE) -> np.ndarray:
+    indices = _parse_npy(data, file, np.dtype("<i8"), (config.steps, config.batch_size)).astype(np.int64, copy=False)
     check_indices(indices, config, file)
     return indices
 
 
-def _parse_hashes(data: bytes, config: ProofConfig, file: str) -> tuple[str, ...]:
+def _parse_lrs(data: bytearray, steps: int, file: str = LRS_FILE) -> np.ndarray:
+    return _parse_npy(data, file, np.dtype("<f8"), (steps,))  # values: ProofConfig checks them, naming this file
+
+
+def _parse_lines(data: bytearray, file: str) -> list[str]:
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
         raise ProofError(file, "-", "is not ASCII text") from None
     if text and not text.endswith("\n"):
         raise ProofError(file, f"line {text.count(chr(10)) + 1}", "the last line has no newline (truncated?)")
-    lines = text.split("\n")[:-1] if text else []
-    check_batch_hashes(lines, config, file)
-    return tuple(lines)
+    return text.split("\n")[:-1] if text else []
 
 
 @dataclass(frozen=True, eq=False)
@@ -318,6 +413,7 @@ class Proof:
     manifest: Manifest
     indices: np.ndarray
     batch_hashes: tuple[str, ...]
+    checkpoint_sha256: tuple[str, ...]
     layout: ModelLayout
 
     @property
@@ -325,38 +421,71 @@ class Proof:
         return self.manifest.config
 
     def checkpoint_steps(self) -> list[int]:
-        return [entry.step for entry in self.manifest.checkpoints]
+        return self.config.checkpoint_steps()
 
     def checkpoint(self, step: int) -> Checkpoint:
         """The checkpoint after `step` steps, read and validated now."""
-        entry = next((e for e in self.manifest.checkpoints if e.step == step), None)
-        if entry is None:
+        steps = self.checkpoint_steps()
+        position = next((i for i, s in enumerate(steps) if s == step), None)
+        if position is None:
             raise KeyError(f"the proof has no checkpoint at step {step}")
-        data = _read_checked(self.path, entry.file, max_bytes=self.layout.max_file_bytes(), sha256=entry.sha256)
-        return decode(data, file=entry.file, step=step, layout=self.layout,
+        name = checkpoint_file(step)
+        data = _read_checked(self.path, name, max_bytes=self.layout.max_file_bytes(),
+                             sha256=self.checkpoint_sha256[position])
+        return decode(bytes(data), file=name, step=step, layout=self.layout,
                       momentum_allowed=_momentum_allowed(self.config))
 
 
-def read_proof(path: str | Path, *, check_checkpoints: bool = True) -> Proof:
+def _check_limit(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def read_proof(path: str | Path, *, check_checkpoints: bool = True, max_parameters: int = MAX_PARAMETERS,
+               max_index_entries: int = MAX_INDEX_ENTRIES) -> Proof:
     """Read and validate the proof at `path`; any problem raises ProofError naming file and field.
 
     With `check_checkpoints` (the default) every checkpoint file is also parsed and validated
     once (shapes against the model spec, finite values); without it, only when loaded.
+    `max_parameters` (model size) and `max_index_entries` (T x batch size) bound what the reader
+    allocates; raise them to read a proof of a larger run.
     """
-    root = Path(path)
-    if root.is_symlink() or not root.is_dir():
-        raise ProofError(str(root), "-", "is not a proof directory")
-    manifest = Manifest.from_bytes(_read_checked(root, MANIFEST_FILE, max_bytes=MAX_MANIFEST_BYTES, sha256=None))
+    _check_limit("max_parameters", max_parameters)
+    _check_limit("max_index_entries", max_index_entries)
+    try:
+        root = Path(path).resolve(strict=True)  # a link the caller typed is followed, once
+    except (OSError, RuntimeError):
+        raise ProofError(str(path), "-", "is not a proof directory") from None
+    if not root.is_dir():
+        raise ProofError(str(path), "-", "is not a proof directory")
+
+    def read_lrs(steps: int, sha256: str) -> np.ndarray:
+        data = _read_checked(root, LRS_FILE, max_bytes=steps * 8 + _NPY_HEADER_MAX, sha256=sha256)
+        return _parse_lrs(data, steps)
+
+    manifest = Manifest.from_bytes(bytes(_read_checked(root, MANIFEST_FILE, max_bytes=MAX_MANIFEST_BYTES,
+                                                       sha256=None)), read_lrs)
     config = manifest.config
-    layout = ModelLayout.of_spec(config.model)
+    entries = config.steps * config.batch_size
+    if entries > max_index_entries:
+        raise ProofError(MANIFEST_FILE, "schedule.steps", f"{config.steps} steps x batch {config.batch_size} = "
+                                                          f"{entries} indices, more than the {max_index_entries} "
+                                                          "this reader accepts (raise max_index_entries to read it)")
+    layout = ModelLayout.of_spec(config.model, max_parameters=max_parameters)
     _check_listing(root, manifest)
-    index_bytes = _read_checked(root, manifest.indices.file, sha256=manifest.indices.sha256,
-                                max_bytes=config.steps * config.batch_size * 8 + _NPY_HEADER_SLACK)
-    hash_bytes = _read_checked(root, manifest.batch_hashes.file, sha256=manifest.batch_hashes.sha256,
-                               max_bytes=config.steps * 65)
-    proof = Proof(root, manifest, _parse_indices(index_bytes, config, manifest.indices.file),
-                  _parse_hashes(hash_bytes, config, manifest.batch_hashes.file), layout)
+    sha = manifest.sha256
+    indices = _parse_indices(_read_checked(root, INDICES_FILE, sha256=sha[INDICES_FILE],
+                                           max_bytes=entries * 8 + _NPY_HEADER_MAX), config)
+    batch_hashes = _parse_lines(_read_checked(root, HASHES_FILE, sha256=sha[HASHES_FILE],
+                                              max_bytes=config.steps * _HASH_LINE), HASHES_FILE)
+    check_batch_hashes(batch_hashes, config)
+    steps = config.checkpoint_steps()
+    checkpoint_hashes = _parse_lines(_read_checked(root, CHECKPOINT_HASHES_FILE, sha256=sha[CHECKPOINT_HASHES_FILE],
+                                                   max_bytes=len(steps) * _HASH_LINE), CHECKPOINT_HASHES_FILE)
+    check_hash_lines(checkpoint_hashes, len(steps), CHECKPOINT_HASHES_FILE, "checkpoints (steps 0, k, 2k, ..., T)")
+    proof = Proof(root, manifest, indices, tuple(batch_hashes), tuple(checkpoint_hashes), layout)
     if check_checkpoints:
-        for step in proof.checkpoint_steps():
+        for step in steps:
             proof.checkpoint(step)
     return proof
