@@ -165,7 +165,7 @@ for ax, (i, row) in zip(np.atleast_1d(axes), enumerate(rows)):
     labels = ["repeat" if name == "reference" else name for name in row["settings"]]
     boxes = [np.maximum(err[ref, j], floor) for j in range(len(labels))]
     boxes.append(result.arrays[f"greedy_{i}"])
-    ax.boxplot(boxes, vert=False, whis=(0, 100))
+    ax.boxplot(boxes, orientation="horizontal", whis=(0, 100))
     ax.set_yticks(range(1, len(labels) + 2), labels + ["greedy forging"])
     paper_repr, paper_forge, _ = experiment.PAPER_TABLE1[
         (row["kind"], row["batch_size"])

@@ -147,6 +147,8 @@ def test_stored_page_follows_the_template(job):
     assert not any("injected-parameters" in t for t in tags), f"{stored}: rerun `make book`"
     ran = notebook.metadata.papermill.parameters
     assert set_parameters(code[1].source, ran, str(stored)) == code[1].source
+    stderr = [c.source[:60] for c in code for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not stderr, f"{stored}: warnings or progress bars in stored outputs: {stderr}"
 
 
 def test_executed_notebooks_are_a_function_of_their_outputs(tmp_path):
