@@ -28,7 +28,15 @@ from polcore.proof.storage import MAX_INDEX_ENTRIES
 from polcore.prover import config_for_setup, fit_model_kwargs, prove, start_run
 from polcore.report import sig
 from polcore.runtime import ProfileUnavailable, progress_label, select_device
-from polcore.verify import METRICS, VerificationReport, Verifier, make_policy, measure_d_ref, parse_threshold
+from polcore.verify import (
+    METRICS,
+    POLICY_NAMES,
+    VerificationReport,
+    Verifier,
+    make_policy,
+    measure_d_ref,
+    parse_threshold,
+)
 from polcore.verify.report import Reason
 from polcore.verify.schedule import index_coverage
 from polcore.verify.thresholds import describe
@@ -322,7 +330,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                                                "selected intervals on the dataset the proof names, and judge them. "
                                                "Exit status: 0 accepted, 1 rejected, 2 invalid proof or arguments.")
     verify.add_argument("proof", help="the proof directory")
-    verify.add_argument("--policy", choices=("topq", "random", "all"), default="topq")
+    verify.add_argument("--policy", choices=POLICY_NAMES, default="topq")
     verify.add_argument("--q", type=_integer(1), default=1, help="intervals per epoch for topq and random")
     verify.add_argument("--seed", type=_integer(0, MAX_SEED), default=None,
                         help="seed of the random policy (default: drawn from the OS, recorded in the report)")
