@@ -207,7 +207,7 @@ markdown_table(
     "(experiment verifier_attacks)",
 )
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "nbval-ignore-output"]
 fig, ax = plt.subplots(figsize=(plotting.PAGE_WIDTH_IN, 3.6))
 stop = arrays["wd0_stop"]
 ax.semilogy(

@@ -115,7 +115,7 @@ glue_numbers(
 # per interval grows over a whole run, yet stays short of the distance between independent runs,
 # which is what a stochastic spoofer would have to close.
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "nbval-ignore-output"]
 fig, axes = plt.subplots(1, 2, figsize=(plotting.PAGE_WIDTH_IN, 3.6))
 for name, d, _, n, _, _ in PAPER:
     plotting.paper_line(axes[0], d / n, f"paper: {name}", axis="x")

@@ -154,7 +154,7 @@ glue_numbers(
 # themselves. Sources not available on this machine: {glue:text}`stab3_missing`. Verdict for S-tab3
 # at this profile: **{glue:text}`stab3_verdict`**.
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "nbval-ignore-output"]
 floor = 1e-12
 fig, axes = plt.subplots(
     len(rows), 1, figsize=(plotting.PAGE_WIDTH_IN, 0.6 + 2.6 * len(rows)), sharex=True

@@ -68,7 +68,7 @@ glue_numbers({"sfig2_lr": f"{fs.adam_lr:g}", "sfig2_runs": fs.adam_runs})
 # every label entry freely (App. A.4, Algorithm 1, at the paper's learning rate
 # {glue:text}`sfig2_lr`).
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "nbval-ignore-output"]
 fig, axes = plt.subplots(1, 2, figsize=(plotting.PAGE_WIDTH_IN, 3.4))
 for ax, row in zip(axes, opt.data["rows"]):
     for curve in opt.arrays[f"{row['kind']}_curves"]:
@@ -231,7 +231,7 @@ markdown_table(
 )
 
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "nbval-ignore-output"]
 def image_grid(x: np.ndarray, columns: int = 10) -> np.ndarray:
     """Tile (b, 1, h, w) images into one array, columns x rows, for imshow."""
     b, _, h, w = x.shape
@@ -257,6 +257,9 @@ for ax, x, title, cmap, lo, hi in panels:
     ax.axis("off")
     fig.colorbar(im, ax=ax, shrink=0.8, location="bottom", label="pixel value")
 plotting.show(fig, "fig_sprop2")
+
+
+# %% tags=["remove-cell"]
 glue_numbers(
     {
         "sprop2_error": sig(first["prop2_error"], 2),
@@ -289,7 +292,7 @@ glue_numbers(
 # (claim-s-fig4)=
 # ## Fig. 4: the noise of shuffling a batch (claim S-fig4)
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "nbval-ignore-output"]
 fig, ax = plt.subplots(figsize=(plotting.PAGE_WIDTH_IN, 3.6))
 for k, r in enumerate(lr.data["rows"]):
     errors = np.maximum(lr.arrays[f"shuffles_{r['batch_size']}"], 1e-12)
@@ -313,6 +316,9 @@ ax.set_yscale("log")
 ax.set_ylabel(r"$\ell_2$ error of one step (0 at 1e-12)")
 ax.legend(fontsize=7.5, loc="lower right")
 plotting.show(fig, "fig_sfig4")
+
+
+# %% tags=["remove-cell"]
 glue_numbers(
     {
         "sfig4_verdict": lr.claims["S-fig4"].verdict,
@@ -351,7 +357,7 @@ glue_numbers(
 # {glue:text}`beyond_lr`, {glue:text}`beyond_iters` iterations). For comparison the same search
 # starts from a random real batch of $D'$ with its own labels.
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "nbval-ignore-output"]
 beyond = lr.data["beyond"]
 benign = lr.data["benign_max"]
 fig, ax = plt.subplots(figsize=(plotting.PAGE_WIDTH_IN, 3.6))
@@ -369,6 +375,9 @@ ax.set_xlabel("projected Adam iteration")
 ax.set_ylabel(r"$\ell_2$ forging error")
 ax.legend(fontsize=7.5, loc="center right")
 plotting.show(fig, "fig_beyond")
+
+
+# %% tags=["remove-cell"]
 best_curve = min(
     (lr.arrays[f"beyond_{name}_curve"] for name in ("prop2", "random")), key=np.min
 )
