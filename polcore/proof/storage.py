@@ -425,9 +425,12 @@ class Proof:
 
     def checkpoint(self, step: int) -> Checkpoint:
         """The checkpoint after `step` steps, read and validated now."""
-        steps = self.checkpoint_steps()
-        position = next((i for i, s in enumerate(steps) if s == step), None)
-        if position is None:
+        steps, k = self.config.steps, self.config.k  # checkpoints: 0, k, 2k, ... below T, then T
+        if step == steps:
+            position = len(self.checkpoint_sha256) - 1
+        elif isinstance(step, int) and 0 <= step < steps and step % k == 0:
+            position = step // k
+        else:
             raise KeyError(f"the proof has no checkpoint at step {step}")
         name = checkpoint_file(step)
         data = _read_checked(self.path, name, max_bytes=self.layout.max_file_bytes(),
