@@ -42,7 +42,17 @@ from pathlib import Path
 
 import torch
 
-from polcore.attacks.base import Attack, AttackInputs, RunState, honest_checkpoints, register, write_spoof
+from polcore.attacks.base import (
+    Attack,
+    AttackInputs,
+    RunState,
+    honest_checkpoints,
+    register,
+    write_spoof,
+)
+from polcore.proof import checkpoint_file
+from polcore.proof.state import encode
+from polcore.proof.storage import patch_proof_file
 from polcore.proof import Checkpoint
 
 
@@ -152,8 +162,12 @@ class StateInjectionAtW0(Attack):
         runner = RunState(inputs.proof, inputs.data, inputs.device)
         checkpoints = honest_checkpoints(inputs.proof)
         landing = steer(runner, checkpoints[0], checkpoints[1].step, _target(inputs, runner), rounds=self.rounds)
-        spoof = [landing.start, landing.end] + runner.continue_honestly(landing.end)
-        return write_spoof(out, inputs.proof, spoof, creator=f"polcore.attacks.{self.name}")
+        spoof = [dataclasses.replace(landing.start, momentum=None), landing.end] + runner.continue_honestly(landing.end)
+        spoof[-1] = with_stolen_statistics(spoof[-1], inputs)
+        path = write_spoof(out, inputs.proof, spoof, creator=f"polcore.attacks.{self.name}")
+        # The writer refuses state at W_0; an attacker writes the bytes and recomputes the hashes.
+        patch_proof_file(path, checkpoint_file(0), encode(landing.start))
+        return path
 
 
 @register
