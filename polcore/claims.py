@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Verdict = Literal["reproduced", "partly", "not reproduced", "not yet run"]
-VERDICTS: tuple[Verdict, ...] = ("reproduced", "partly", "not reproduced", "not yet run")
+Verdict = Literal["reproduced", "partly", "not reproduced", "inconclusive", "not yet run"]
+VERDICTS: tuple[Verdict, ...] = ("reproduced", "partly", "not reproduced", "inconclusive", "not yet run")
 
 ZHANG = "Zhang et al., S&P 2022"
 FANG = "Fang et al., EuroS&P 2023"

@@ -101,19 +101,22 @@ class ForgingSetup:
     n_steps: int = 100  # logged (weights, batch, update) triples per row (paper: 100)
     threads: int = 2  # the prover's CPU threads; the noise matrix also verifies with 1
     greedy_steps: int = 10  # logged steps forged by greedy search per row
-    greedy_points: int = 1000  # n: points drawn from D' per forged step
+    greedy_points: int = 1000  # n: points drawn from D' per forged step (well above b)
     greedy_candidates: int = 100  # M: candidate batches per forged step
     remove_fraction: float = 0.1  # |U| / |D|: the samples the model owner denies
     proof_steps: int = 8  # length of the honest and the forged proof the verifier judges
-    adam_runs: int = 10  # Fig. 2: runs per model
-    adam_iterations: int = 300
-    adam_lr: float = 0.5  # App. A.4
+    adam_runs: int = 10  # Fig. 2: runs per model (best of runs decides)
+    adam_iterations: int = 300  # per run, at the lr the sweep chose
+    adam_lr: float = 0.5  # App. A.4's learning rate: always one point of the sweep
+    adam_lr_grid: tuple[float, ...] = (5e-4, 5e-3, 5e-2, 0.5)  # the attacker's log-grid sweep
+    adam_sweep_iterations: int = 200  # per grid point, on the first logged step
     adam_batch_size: int = 100
     logreg_batch_sizes: tuple[int, ...] = (100, 1000)  # Prop. 2 and Fig. 4
     n_shuffles: int = 100  # Fig. 4
     prop1_starts: int = 20
-    domain_iterations: int = 500  # beyond the paper: projected Adam inside the data domain
+    domain_iterations: int = 500  # beyond the paper: projected Adam inside the data domain (comparison)
     domain_lr: float = 0.01
+    box_max_iter: int = 1000  # beyond the paper: L-BFGS-B inside [0, 1] (logistic regression and LeNet)
 
 
 @dataclass(frozen=True)
@@ -175,10 +178,17 @@ _CPU_FORGING = ForgingSetup(
     # to the weights that float32 rounding hides the summation order (shuffle errors of exactly 0).
     logreg=TrainSetup(dataset="digits", model="logreg", model_kwargs={"in_features": 64, "num_classes": 10},
                       epochs=1, batch_size=32, k=1, lr=0.05, momentum=0.0, weight_decay=0.0),
+    # Table 1's second LeNet row (the paper's b = 1000, Thudi et al.) at b = 128: digits leaves
+    # |D'| = 1,293 points, and the greedy search needs n well above b (here n = 1,280: 10 b).
+    lenet_batch_sizes=(100, 128),
     n_steps=20,
-    greedy_candidates=50,
-    adam_iterations=200,
+    greedy_points=1280,
+    greedy_candidates=200,
+    adam_runs=6,
+    adam_iterations=600,
+    adam_sweep_iterations=200,
     domain_iterations=2000,
+    box_max_iter=300,
 )
 _PAPER_FORGING = ForgingSetup(
     lenet=TrainSetup(dataset="mnist", model="lenet5", model_kwargs={"in_channels": 1, "input_size": 28,
@@ -204,6 +214,10 @@ _SMOKE_FORGING = replace(
     proof_steps=2,
     adam_runs=2,
     adam_iterations=10,
+    adam_lr_grid=(5e-3, 5e-2, 0.5),
+    adam_sweep_iterations=4,
+    greedy_points=300,
+    box_max_iter=20,
     logreg_batch_sizes=(100,),
     n_shuffles=10,
     prop1_starts=2,

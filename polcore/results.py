@@ -57,6 +57,12 @@ def claim_result(claim_id: str, ours: str, holds: bool | None, detail: str = "",
     return ClaimResult(paper=get_claim(claim_id).paper_numbers, ours=ours, verdict=verdict, detail=detail)
 
 
+def claim_with_verdict(claim_id: str, ours: str, verdict: Verdict, detail: str = "") -> ClaimResult:
+    """A ClaimResult whose verdict was computed elsewhere (e.g. `polcore.attack_search.negative_verdict`
+    for a negative claim, which may be "inconclusive")."""
+    return ClaimResult(paper=get_claim(claim_id).paper_numbers, ours=ours, verdict=verdict, detail=detail)
+
+
 @dataclass
 class Result:
     """An experiment's output: JSON data, named arrays, claims, and where it came from."""

@@ -28,7 +28,7 @@ from polcore.forging.logs import StepLogs
 from polcore.forging.noise import NoiseSetting, benign_noise, log_steps, noise_matrix, numerics, recompute_all
 from polcore.forging.step import load_flat_params_
 from polcore.models import ModelSpec, build_model
-from polcore.profiles import TrainSetup
+from polcore.profiles import TrainSetup, get_profile
 from polcore.training import flat_params
 
 ETA = 0.01
@@ -190,13 +190,81 @@ def test_greedily_forged_proof_is_rejected_by_the_calibrated_verifier_and_the_ho
     assert report.decision == "rejected" and report.reason_codes == ["replay"]
 
 
-def test_claim_verdicts_are_computed_from_the_numbers():
+def test_prop1_on_the_bias_free_model_finds_forgeries_parallel_but_not_equal_to_the_original():
+    from polcore.forging.logreg import bias_free
+
+    model, start, x, y = logreg_problem(12, 4, 1, 4)
+    plain, plain_start = bias_free(model, start)
+    assert sum(p.numel() for p in plain.parameters()) == 12 * 4
+    found = prop1_search(plain, plain_start, x[0], y[0], starts=6, seed=0, max_iter=200)
+    converged = found.relative_error < 1e-6
+    assert converged.sum() >= 2
+    assert np.all(1 - np.abs(found.cosine[converged]) < 1e-6)
+    assert np.ptp(found.scale[converged]) > 0.05  # without a bias c is free: not the trivial x' = x
+
+
+def test_box_constrained_forging_stays_in_the_box_and_reaches_float_noise_on_logistic_regression():
+    from polcore.forging.domain import box_forge, nearest_distance
+
+    data = load_dataset("digits", size=300)
+    model = build_model(ModelSpec("logreg", {"in_features": 64, "num_classes": 10}), seed=0)
+    start = flat_params(model).float() * 3
+    x, y = get_batch(data, np.arange(0, 40))
+    x0, _ = get_batch(data, np.arange(100, 140))
+    target = replay_step(model, start, x, y, ETA)
+    found = box_forge(model, start, x, y, x0, y, eta=ETA, max_iter=300, stop_below=1e-12)
+    assert float(found.x.min()) >= 0 and float(found.x.max()) <= 1
+    curve = np.asarray(found.search.curves[0])
+    assert curve[-1] < 1e-3 * curve[0] and found.search.progress > 0.99
+    shuffles = order_errors(model, start, x, y, ETA, n_shuffles=10, seed=0)
+    assert step_error(model, start, target, found.x.float(), y, ETA) <= 10 * max(shuffles.max(), 1e-9)
+    assert nearest_distance(found.x, x).min() > 0.1  # a forgery, not a copy of the logged batch
+
+
+def _greedy(errors):
+    from polcore.forging.greedy import GreedyForgery
+
+    errors = np.asarray(errors, dtype=float)
+    return GreedyForgery(np.arange(3), float(errors.min()), errors)
+
+
+def test_tab1_verdict_comes_from_the_search_evidence():
     from polcore.experiments import suliman_benign
 
-    row = {"label": "m (b=1)", "eps_repr": 1e-7, "greedy_mean": 1e-3, "greedy_min": 5e-4, "ratio": 1e4,
-           "cpu_repeat_max": 0.0, "settings": ["reference"], "missing": []}
+    rng = np.random.default_rng(0)
+    searched = [_greedy(1e-3 * (1 + 0.1 * rng.standard_normal(200))) for _ in range(5)]
+    noise = {"repeat_max": 0.0, "same_device_max": 1e-7, "cross_device_min": None, "cross_device_max": None,
+             "settings": ["reference"], "missing": ["cuda"]}
     proofs = {"delta": 1e-6, "honest_decision": "accepted", "forged_decision": "rejected"}
-    assert suliman_benign.claims([row], proofs)["S-tab1"].verdict == "reproduced"
-    close = {**row, "greedy_mean": 5e-6, "greedy_min": 5e-6, "ratio": 50.0}
-    verdicts = suliman_benign.claims([row, close], proofs)
-    assert verdicts["S-tab1"].verdict == "not reproduced" and verdicts["S-tab3"].verdict == "not reproduced"
+
+    def verdict(forgeries, eps, m=200):
+        row = {**suliman_benign.tab1_row("m", eps, forgeries, n_points=1000, n_candidates=m, batch_size=100),
+               **noise}
+        return suliman_benign.claims([row], proofs)
+
+    assert verdict(searched, 1e-7)["S-tab1"].verdict == "reproduced"
+    assert verdict(searched, 1e-4)["S-tab1"].verdict == "not reproduced"  # best within 100x benign
+    assert verdict([_greedy(e.errors[:1]) for e in searched], 1e-7, m=1)["S-tab1"].verdict == "inconclusive"
+    # S-tab3 from the noise sources only: no cross-device pair here -> at most "partly"
+    assert verdict(searched, 1e-7)["S-tab3"].verdict == "partly"
+    across = {**noise, "cross_device_min": 2e-6, "cross_device_max": 4e-4}
+    row = {**suliman_benign.tab1_row("m", 1e-7, searched, n_points=1000, n_candidates=200, batch_size=100), **across}
+    assert suliman_benign.claims([row], proofs)["S-tab3"].verdict == "reproduced"
+    row["repeat_max"] = 1e-5  # the same setting does not even repeat
+    assert suliman_benign.claims([row], proofs)["S-tab3"].verdict == "not reproduced"
+
+
+def test_fig4_needs_the_papers_order_and_the_prop2_error_alike():
+    from polcore.experiments import suliman_logreg
+    from polcore.forging.logreg import Prop1Search
+
+    p1 = Prop1Search(np.array([1e-9]), np.array([1.0]), np.array([1.7]))
+    fs = get_profile("smoke").forging
+    row = {"batch_size": 100, "rank": 9, "prop2_error": 2e-8, "x_fraction_outside": 0.4, "x_max_outside": 0.3,
+           "y_fraction_negative": 0.3, "y_mean_l2_to_one_hot": 2.0, "shuffle_median": 1.5e-8, "shuffle_max": 2e-8}
+    assert suliman_logreg.claims([row], p1, fs)["S-fig4"].verdict == "reproduced"
+    assert suliman_logreg.claims([{**row, "shuffle_median": 5e-10}], p1, fs)["S-fig4"].verdict != "reproduced"
+    assert suliman_logreg.claims([{**row, "prop2_error": 1e-6}], p1, fs)["S-fig4"].verdict == "partly"
+    assert suliman_logreg.claims([row], p1, fs)["S-prop1"].verdict == "reproduced"
+    none = Prop1Search(np.array([1e-2]), np.array([0.3]), np.array([0.2]))
+    assert suliman_logreg.claims([row], none, fs)["S-prop1"].verdict == "inconclusive"

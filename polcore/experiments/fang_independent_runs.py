@@ -147,12 +147,15 @@ def compute(profile_name: str, setup: IndependentRunsSetup, device: torch.device
         m = measure(row, setup.n_models, setup.n_pairs, device)
         holds, row_ours, detail = judge_row(m)
         verdicts.append(holds)
-        ours.append(f"{row.model}/{row.dataset}: {row_ours}")
-        details.append(detail)
+        drift = m["benign_full_run_distance"] / float(m["distances"].mean())
+        ours.append(f"{row_label(row)}: {row_ours}")
+        details.append(f"{row_label(row)}: {detail}; a whole run replayed with every batch reversed ends "
+                       f"{sig(m['benign_full_run_distance'], 3)} away ({sig(100 * drift, 2)}% of the mean "
+                       f"independent-run distance)")
         arrays.update({f"row{i}_{k}": v for k, v in m.items() if isinstance(v, np.ndarray)})
         scalars = {k: v for k, v in m.items() if not isinstance(v, np.ndarray)}
         rows.append({"label": row_label(row), **scalars, "distance_over_norm": float(m["distances"].mean() / m["norms"].mean()),
-                     "holds": holds})
+                     "benign_full_run_over_distance": drift, "holds": holds})
     claim = claim_result("F-tab1", "; ".join(ours), all(verdicts), "; ".join(details), partly=any(verdicts))
     return Result(EXPERIMENT, profile_name, config_for(setup), {"rows": rows}, arrays, claims={"F-tab1": claim})
 

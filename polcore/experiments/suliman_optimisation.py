@@ -1,29 +1,40 @@
 """Suliman et al. Sec. 4, Fig. 2 and App. A.4 (claim S-fig2): forging by optimisation plateaus.
 
-For each network (the LeNet and VGGmini stand-ins), `adam_runs` logged steps at b = 100 are
-forged by Adam on the whole batch (inputs and real-valued labels, no domain constraint; lr 0.5,
-betas 0.9 / 0.999), each from a different random real batch. The error curves are compared with
-the benign reproduction error of the very same logged steps.
+For each network (the LeNet and VGGmini stand-ins), logged steps at b = 100 are forged by Adam on
+the whole batch (inputs and real-valued labels, no domain constraint; betas 0.9 / 0.999), each run
+from a different random real batch. S-fig2 is a *negative* claim (the attack fails), so the attacker
+is tuned before it is judged (`polcore.attack_search`): a log-grid learning-rate sweep that keeps
+the paper's lr 0.5 as one grid point, chosen by the attacker's own objective on the first logged
+step, then `adam_runs` runs at the chosen rate, best of runs, with a convergence record. The
+verdict compares the best batch's replayed error with 100 x the benign reproduction error of the
+very same logged steps, and is "inconclusive" when the search shows no sign of having converged.
+
+Beyond the paper, for the LeNet stand-in: the same logged step forged *inside* the data domain
+(pixels in [0, 1], the logged one-hot labels fixed) with box-constrained L-BFGS-B.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from polcore.experiments.common import run_experiment
+from polcore.attack_search import SearchRecord, combine, negative_verdict, sweep
 from polcore.data import TensorDataset, get_batch
+from polcore.experiments.common import run_experiment
+from polcore.forging.domain import box_forge, nearest_distance
 from polcore.forging.logs import StepLogs, load_data, sample_batches
-from polcore.forging.noise import benign_noise, log_steps
-from polcore.forging.optimise import adam_forge
+from polcore.forging.noise import NoiseSetting, benign_noise, log_steps, recompute_steps
+from polcore.forging.optimise import AdamForgery, adam_forge
 from polcore.forging.step import batch_gradient, load_flat_params_, step_error
 from polcore.models import build_model
 from polcore.profiles import ForgingSetup, TrainSetup
 from polcore.report import sig
-from polcore.results import Result, claim_result
+from polcore.results import ClaimResult, Result, claim_with_verdict
 from polcore.runtime import make_deterministic
 
 EXPERIMENT = "suliman_optimisation"
@@ -31,33 +42,137 @@ SEED = 0
 INIT_SEED = 1  # the random real batches Adam starts from
 ORDERS_OF_MAGNITUDE = 100.0
 """'Far above benign error': the best error of every run at least this many times epsilon_repr."""
+PAPER_LR = 0.5
+"""App. A.4's Adam learning rate; always one point of the sweep."""
 
 
-def forge_run(logs: StepLogs, k: int, data: TensorDataset, fs: ForgingSetup, device: torch.device
-              ) -> tuple[np.ndarray, float]:
-    """Adam-forge logged step k from a random real batch; returns the error curve and the
-    verifier's replay error of the best batch found (judged by `replay_step` against the log)."""
+@dataclass(frozen=True)
+class AdamBudget:
+    """The attacker's budget: the lr grid it sweeps (on the first logged step, `sweep_iterations`
+    each), then `runs` runs of `iterations` at the chosen lr."""
+
+    lr_grid: tuple[float, ...]
+    sweep_iterations: int
+    iterations: int
+    runs: int
+
+    @classmethod
+    def of(cls, fs: ForgingSetup) -> AdamBudget:
+        grid = tuple(sorted({*fs.adam_lr_grid, fs.adam_lr}))
+        return cls(grid, fs.adam_sweep_iterations, fs.adam_iterations, fs.adam_runs)
+
+
+StartBatch = Callable[[StepLogs, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def random_real_batch(data: TensorDataset) -> StartBatch:
+    """Run k starts from a seeded random real batch with one-hot labels (the paper's init)."""
+
+    def start(logs: StepLogs, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x0, y0 = get_batch(data, sample_batches(len(data), logs.batch_size, 1, seed=INIT_SEED * 1000 + k)[0])
+        return x0, torch.nn.functional.one_hot(y0, data.num_classes).to(x0.dtype)
+
+    return start
+
+
+def forge_run(logs: StepLogs, k: int, start_batch: StartBatch, eta: float, lr: float, iterations: int,
+              device: torch.device) -> tuple[AdamForgery, float]:
+    """Adam-forge logged step k; the forgery and the verifier's replay error of its best batch."""
     model = build_model(logs.spec, seed=SEED).to(device)
     start = logs.starts[k].to(device)
     load_flat_params_(model, start)
     target = batch_gradient(model, logs.x[k].to(device), logs.y[k].to(device)).detach()
-    x0, y0 = get_batch(data, sample_batches(len(data), logs.batch_size, 1, seed=INIT_SEED * 1000 + k)[0])
-    y0 = torch.nn.functional.one_hot(y0, data.num_classes).to(x0.dtype)
-    forgery = adam_forge(model, start, target, x0, y0, eta=fs.eta, iterations=fs.adam_iterations, lr=fs.adam_lr)
-    return forgery.errors, step_error(model, start, logs.updated[k], forgery.x, forgery.y, fs.eta)
+    x0, y0 = start_batch(logs, k)
+    forgery = adam_forge(model, start, target, x0.to(device), y0.to(device), eta=eta, iterations=iterations, lr=lr)
+    return forgery, step_error(model, start, logs.updated[k], forgery.x, forgery.y, eta)
+
+
+def adam_search(logs: StepLogs, start_batch: StartBatch, eta: float, budget: AdamBudget, device: torch.device
+                ) -> tuple[SearchRecord, np.ndarray, np.ndarray]:
+    """The tuned attacker: sweep, then best of runs. Returns the record, each run's replayed error
+    and the sweep's curves (one per grid point, NaN-padded)."""
+    sweep_curves: list[np.ndarray] = []
+
+    def trial(lr: float) -> np.ndarray:
+        curve = forge_run(logs, 0, start_batch, eta, lr, budget.sweep_iterations, device)[0].errors
+        sweep_curves.append(curve)
+        return curve
+
+    lr, scores = sweep(trial, budget.lr_grid) if len(budget.lr_grid) > 1 else (budget.lr_grid[0], ())
+    runs = [forge_run(logs, k, start_batch, eta, lr, budget.iterations, device) for k in range(budget.runs)]
+    record = SearchRecord(
+        optimiser="Adam (betas 0.9 / 0.999, eps 1e-8), inputs and soft labels free",
+        objective="eta * ||grad L(B') - grad L(B)||_2", iterations=budget.iterations,
+        curves=tuple(tuple(map(float, f.errors)) for f, _ in runs), lr=lr, lr_grid=budget.lr_grid,
+        lr_scores=scores, sweep_iterations=budget.sweep_iterations,
+        notes=f"lr chosen on logged step 0 by the best error after {budget.sweep_iterations} iterations")
+    sweep_array = np.full((len(sweep_curves), budget.sweep_iterations + 1), np.nan)
+    for i, c in enumerate(sweep_curves):
+        sweep_array[i, : len(c)] = c
+    return record, np.array([r for _, r in runs]), sweep_array
+
+
+def judge_row(label: str, record: SearchRecord, replayed: np.ndarray, eps_repr: float) -> dict[str, Any]:
+    """One model's S-fig2 outcome: the best replayed error against 100 x benign, with the evidence."""
+    bar = ORDERS_OF_MAGNITUDE * eps_repr
+    judged = float(replayed.min()) if len(replayed) else float("inf")
+    outcome = negative_verdict(record, bar, error=judged)
+    curves = record.curve_array()
+    return {"label": label, "eps_repr": eps_repr, "bar": bar, "verdict": outcome.verdict, "reason": outcome.reason,
+            "search": outcome.search, "replayed_min": judged,
+            "start_median": float(np.median(curves[:, 0])) if curves.size else float("nan"),
+            "best_median": float(np.median(record.bests)) if record.curves else float("nan"),
+            "best_min": record.best_error, "ratio_min": judged / eps_repr if eps_repr > 0 else float("inf")}
+
+
+def claims(rows: list[dict[str, Any]]) -> dict[str, ClaimResult]:
+    """S-fig2 from the rows' verdicts (each computed by `negative_verdict`)."""
+    verdict = combine(r["verdict"] for r in rows)
+    ours = "; ".join(
+        f"{r['label']}: best of {r['search']['runs']} runs {sig(r['replayed_min'], 2)} = {sig(r['ratio_min'], 2)}x "
+        f"benign {sig(r['eps_repr'], 2)} (Adam lr {r['search']['lr']:g} of {r['search']['lr_grid']}, "
+        f"{r['search']['iterations']} iterations): {r['verdict']}" for r in rows)
+    detail = (f"bar: {ORDERS_OF_MAGNITUDE:g} x the largest benign error; " + "; ".join(
+        f"{r['label']}: {r['reason']}" for r in rows))
+    return {"S-fig2": claim_with_verdict("S-fig2", ours, verdict, detail)}
 
 
 def measure(kind: str, setup: TrainSetup, fs: ForgingSetup, device: torch.device) -> dict[str, Any]:
     data = load_data(setup)
-    logs = log_steps(setup, data, batch_size=fs.adam_batch_size, count=fs.adam_runs, lr=fs.eta, seed=SEED,
+    budget = AdamBudget.of(fs)
+    logs = log_steps(setup, data, batch_size=fs.adam_batch_size, count=budget.runs, lr=fs.eta, seed=SEED,
                      threads=fs.threads, device=device.type)
     matrix, missing = benign_noise(logs, fs.threads, device=device.type, seed=SEED)
     data = data.to(device)
-    curves, replayed = zip(*(forge_run(logs, k, data, fs, device) for k in range(len(logs))))
-    curves = np.stack(curves)
-    return {"kind": kind, "label": f"{setup.model}/{setup.dataset} (b={fs.adam_batch_size})",
-            "curves": curves, "replayed": np.asarray(replayed), "eps_repr": matrix.largest(), "missing": missing,
-            "best": curves.min(axis=1), "start": curves[:, 0]}
+    record, replayed, sweep_curves = adam_search(logs, random_real_batch(data), fs.eta, budget, device)
+    row = judge_row(f"{setup.model}/{setup.dataset} (b={fs.adam_batch_size})", record, replayed, matrix.largest())
+    row.update(kind=kind, missing=missing)
+    out = {"row": row, "curves": record.curve_array(), "replayed": replayed, "best": record.bests,
+           "sweep_curves": sweep_curves}
+    if kind == "lenet":
+        out["box"] = in_domain(logs, data, fs, matrix.largest(), device)
+    return out
+
+
+def in_domain(logs: StepLogs, data: TensorDataset, fs: ForgingSetup, eps_repr: float, device: torch.device
+              ) -> dict[str, Any]:
+    """Beyond the paper: logged step 0 forged inside [0, 1], from the images of a random real batch,
+    with the logged labels held fixed (one-hot; the attacker's best guess at the label mix)."""
+    x0, _ = get_batch(data, sample_batches(len(data), logs.batch_size, 1, seed=INIT_SEED * 1000)[0])
+    model = build_model(logs.spec, seed=SEED)
+    found = box_forge(model, logs.starts[0], logs.x[0], logs.y[0], x0.cpu(), logs.y[0], eta=fs.eta,
+                      max_iter=fs.box_max_iter, stop_below=1e-3 * eps_repr)
+    replayed = step_error(model, logs.starts[0], logs.updated[0], found.x.float(), found.y, fs.eta)
+    step_benign = recompute_steps(logs.spec, logs.starts[:1], logs.x[:1], logs.y[:1], logs.lr,
+                                  NoiseSetting("float64", fs.threads, dtype="float64"))
+    outcome = negative_verdict(found.search, ORDERS_OF_MAGNITUDE * eps_repr, error=replayed)
+    return {"replayed": replayed, "eps_repr": eps_repr, "ratio": replayed / eps_repr if eps_repr > 0 else float("inf"),
+            "float64_step_error": float(torch.linalg.vector_norm(step_benign[0] - logs.updated[0].double())),
+            "within_benign": replayed <= eps_repr, "seconds": found.seconds, "verdict": outcome.verdict,
+            "reason": outcome.reason, "search": outcome.search, "curve": np.asarray(found.search.curves[0]),
+            "nearest_logged": float(nearest_distance(found.x, logs.x[0]).min()),
+            "start_nearest_logged": float(nearest_distance(x0.cpu(), logs.x[0]).min()),
+            "x": found.x.float().numpy()}
 
 
 def config_for(fs: ForgingSetup) -> dict[str, Any]:
@@ -68,21 +183,45 @@ def config_for(fs: ForgingSetup) -> dict[str, Any]:
 def compute(profile_name: str, fs: ForgingSetup, device: torch.device) -> Result:
     make_deterministic()
     results = [measure("lenet", fs.lenet, fs, device), measure("vgg", fs.vgg, fs, device)]
-    arrays = {f"{r['kind']}_{name}": r[name] for r in results for name in ("curves", "replayed", "best")}
-    rows = [{"kind": r["kind"], "label": r["label"], "eps_repr": r["eps_repr"], "missing": r["missing"],
-             "start_median": float(np.median(r["start"])), "best_median": float(np.median(r["best"])),
-             "best_min": float(r["best"].min()), "replayed_min": float(r["replayed"].min()),
-             "ratio_min": float(r["best"].min() / r["eps_repr"])} for r in results]
-    holds = all(r["ratio_min"] >= ORDERS_OF_MAGNITUDE for r in rows)
-    ours = "; ".join(f"{r['label']}: plateau {sig(r['best_median'], 2)} (best run {sig(r['best_min'], 2)}) vs benign "
-                     f"{sig(r['eps_repr'], 2)}" for r in rows)
-    detail = (f"{fs.adam_runs} runs x {fs.adam_iterations} Adam iterations (lr {fs.adam_lr}); the best run stays "
-              + ", ".join(f"{sig(r['ratio_min'], 2)}x" for r in rows) + " above the largest benign error")
-    return Result(EXPERIMENT, profile_name, config_for(fs), {"rows": rows}, arrays,
-                  claims={"S-fig2": claim_result("S-fig2", ours, holds, detail)})
+    rows = [r["row"] for r in results]
+    arrays = {f"{r['row']['kind']}_{name}": r[name] for r in results
+              for name in ("curves", "replayed", "best", "sweep_curves")}
+    box = results[0]["box"]
+    arrays.update(lenet_box_curve=box.pop("curve"), lenet_box_x=box.pop("x"))
+    return Result(EXPERIMENT, profile_name, config_for(fs), {"rows": rows, "in_domain": box}, arrays,
+                  claims=claims(rows))
+
+
+def fooling_probe(mode: str) -> ClaimResult:
+    """S-fig2's verdict with the real attacker on a tiny problem (a logistic regression on
+    200 digits, b = 16),
+    crippled ("zero iterations", "one candidate": one lr and one run, "lr 0") or handed the true
+    batch ("planted"). The bar is 100 x the float64-vs-float32 error of the same steps."""
+    from polcore.data import load_dataset
+
+    torch.manual_seed(0)
+    setup = TrainSetup(dataset="digits", model="logreg", model_kwargs={"in_features": 64, "num_classes": 10},
+                       epochs=1, batch_size=32, k=1, lr=0.05, momentum=0.0, weight_decay=0.0, train_size=200)
+    data = load_dataset("digits", size=200)
+    logs = log_steps(setup, data, batch_size=16, count=2, lr=0.01, seed=0, threads=torch.get_num_threads())
+    f64 = recompute_steps(logs.spec, logs.starts, logs.x, logs.y, logs.lr,
+                          NoiseSetting("float64", torch.get_num_threads(), dtype="float64"))
+    eps = float(torch.linalg.vector_norm(f64 - logs.updated.double(), dim=1).mean())
+    budgets = {
+        "zero iterations": AdamBudget((0.005, 0.05, 0.5), 0, 0, 2),
+        "one candidate": AdamBudget((PAPER_LR,), 0, 20, 1),
+        "lr 0": AdamBudget((0.0,), 0, 20, 2),
+        "planted": AdamBudget((0.005, 0.05, 0.5), 10, 20, 2),
+    }
+    start: StartBatch = random_real_batch(data)
+    if mode == "planted":
+        def start(logs: StepLogs, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return logs.x[k], torch.nn.functional.one_hot(logs.y[k], 10).float()
+    record, replayed, _ = adam_search(logs, start, 0.01, budgets[mode], torch.device("cpu"))
+    return claims([judge_row("probe", record, replayed, eps)])["S-fig2"]
 
 
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """S-fig2 at `profile`: the stored result when fresh, else a new run (stored)."""
-    return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.forging, config=config_for,
-                                  datasets=lambda fs: (fs.lenet.dataset, fs.vgg.dataset), compute=compute)
+    return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.forging,
+                          config=config_for, datasets=lambda fs: (fs.lenet.dataset, fs.vgg.dataset), compute=compute)

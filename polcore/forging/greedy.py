@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from polcore.attack_search import SearchRecord
 from polcore.data import TensorDataset, get_batch
 from polcore.forging.step import step_error
 
@@ -39,6 +40,8 @@ def sample_candidates(
     if batch_size > min(n_points, len(allowed)):
         raise ValueError(f"batch size {batch_size} exceeds the {min(n_points, len(allowed))} points sampled from D'")
     points = rng.choice(allowed, size=min(n_points, len(allowed)), replace=False)
+    if n_candidates <= 0:
+        return np.zeros((0, batch_size), dtype=np.int64)
     return np.stack([rng.choice(points, size=batch_size, replace=False) for _ in range(n_candidates)])
 
 
@@ -50,7 +53,11 @@ def best_candidate(
     candidates: np.ndarray,
     lr: float,
 ) -> GreedyForgery:
-    """Step 3: the candidate batch whose replayed step from `start` is closest to `target`."""
+    """Step 3: the candidate batch whose replayed step from `start` is closest to `target`
+    (no candidates: no batch, error infinite). `errors` keeps every candidate's error in the order
+    drawn: its running minimum is the search's progress."""
+    if len(candidates) == 0:
+        return GreedyForgery(np.zeros(0, dtype=np.int64), float("inf"), np.zeros(0))
     errors = np.array([step_error(model, start, target, *get_batch(data, idx), lr) for idx in candidates])
     best = int(np.argmin(errors))
     return GreedyForgery(candidates[best].copy(), float(errors[best]), errors)
@@ -80,3 +87,17 @@ def removal_set(n_data: int, fraction: float, *, seed: int) -> np.ndarray:
         raise ValueError(f"removal fraction must be in (0, 1), got {fraction}")
     size = max(1, round(fraction * n_data))
     return np.sort(np.random.default_rng([seed, 7]).choice(n_data, size=size, replace=False))
+
+
+def greedy_record(forgeries: list[GreedyForgery], *, n_points: int, n_candidates: int) -> SearchRecord:
+    """The greedy search over several logged steps as attacker evidence: one curve per step (each
+    candidate's error in the order drawn), judged for convergence on the mean over steps of each
+    step's best-so-far relative to its first candidate (has drawing more candidates stopped
+    paying?)."""
+    curves = tuple(tuple(map(float, f.errors)) for f in forgeries)
+    usable = [np.minimum.accumulate(c) / c[0] for c in map(np.asarray, curves) if len(c) and c[0] > 0]
+    mean = tuple(map(float, np.mean(usable, axis=0))) if usable else ()
+    return SearchRecord(optimiser=f"greedy search (Thudi et al. / Kong et al.): n = {n_points} points, "
+                        f"M = {n_candidates} candidates", objective="||theta_{i+1} - step(B')||_2 (replayed)",
+                        iterations=n_candidates, curves=curves, kind="candidates", convergence_curve=mean)
+

@@ -14,7 +14,9 @@ gradient of a batch is `(1/b) C^T X`. Two consequences, made computable here:
 The project's logistic regression is a PyTorch `Linear`, so it has a bias, whose gradient is
 `(1/b) C^T 1`. Appending a constant input 1 turns the bias into one more feature whose forged
 value must stay 1; the construction below keeps it (a rank-one correction of C' chosen so that
-`C'^T 1 = b g_bias`). The bias also pins Prop. 1's scalar: `dl'/dz' = dl/dz`, so c = 1.
+`C'^T 1 = b g_bias`). The bias also pins Prop. 1's scalar: `dl'/dz' = dl/dz`, so c = 1, a corner
+case; the paper's model `z = W^T x` has no bias, and `bias_free` gives that model (the same
+weights without the bias) for Prop. 1 proper, where c is free.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ def linear_layer(model: nn.Module) -> nn.Linear:
     if len(linears) != 1 or others:
         raise ValueError("expected a logistic regression: one Linear layer after an optional Flatten")
     return linears[0]
+
+
+def bias_free(model: nn.Module, start: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+    """The paper's logistic regression `z = W^T x` (no bias) holding the weight matrix of
+    `start` (the bias dropped): the model and its flat weights."""
+    layer = linear_layer(model)
+    n, d = layer.weight.shape
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(d, n, bias=False))
+    weight = start.detach()[: n * d].clone()
+    return load_flat_params_(plain, weight), weight
 
 
 def float64_copy(model: nn.Module, start: torch.Tensor) -> nn.Module:

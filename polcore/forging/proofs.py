@@ -30,7 +30,8 @@ from polcore.training import make_optimizer
 def plain_sgd_config(spec: ModelSpec, data: TensorDataset, *, batch_size: int, steps: int, eta: float) -> ProofConfig:
     """Definition 1's log: plain SGD at a constant eta, a checkpoint after every step (k = 1)."""
     return ProofConfig(model=spec, optimizer=PLAIN_SGD, dataset=DatasetRef.of(data), lrs=[eta] * steps, k=1,
-                       batch_size=batch_size, steps_per_epoch=steps, creator="polcore.forging.honest")
+                       batch_size=batch_size, steps_per_epoch=len(data) // batch_size,
+                       creator="polcore.forging.honest")
 
 
 def prove_honest(
