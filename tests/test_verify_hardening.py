@@ -181,3 +181,31 @@ def test_finding7_d_ref_reference_runs_use_the_verifiers_schedule_not_the_claim(
     trusted = measure_d_ref(loud, data, runs=2, lrs=reference_schedule(config.steps))
     steered = measure_d_ref(loud, data, runs=2)
     assert steered.values["l2"] > 1.5 * trusted.values["l2"]
+
+
+def test_finding6_a_diverging_replay_is_rejected_not_accepted_nor_a_crash(honest_dir, tmp_path):
+    """lr 100 (the largest the format allows) makes the replay overflow to inf/NaN: NaN compares
+    false against every limit, so the interval fails; nothing raises."""
+    wild = rewrite(honest_dir, tmp_path / "wild", config=lambda c: dataclasses.replace(
+        c, lrs=[100.0] * c.steps, optimizer=dataclasses.replace(c.optimizer, weight_decay=0.0)))
+    for threshold in (Adaptive(1.0), Static(1e9), Calibrated(100.0)):
+        report = Verifier(policy=All(), threshold=threshold).verify_path(wild)
+        assert report.decision == "rejected", (threshold, report.summary())
+
+
+def test_cli_exit_codes_for_the_new_options(honest_dir, tmp_path, capsys):
+    from polcore.cli import main
+
+    assert main(["verify", str(honest_dir), "--policy", "topq+random", "--threshold", "calibrated",
+                 "--require-permutations", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(honest_dir), "--max-replay-flops", "10", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "FLOPs" in err
+    with pytest.raises(SystemExit) as refused:
+        main(["verify", str(honest_dir), "--d-ref-lr", "0", "--device", "cpu"])
+    assert refused.value.code == 2
+    report = tmp_path / "r.json"
+    assert main(["verify", str(honest_dir), "--d-ref", "measure:2", "--threshold", "normalised:1e-3",
+                 "--report", str(report), "--device", "cpu"]) == 0
+    assert "verifier's learning rate" in __import__("json").loads(report.read_text())["d_ref_source"]

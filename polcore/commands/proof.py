@@ -36,7 +36,10 @@ from polcore.verify import (
     make_policy,
     measure_d_ref,
     parse_threshold,
+    reference_schedule,
 )
+from polcore.verify.reference import REFERENCE_LR
+from polcore.verify.verifier import DEFAULT_MAX_HASH_BYTES, DEFAULT_MAX_REPLAY_FLOPS
 from polcore.verify.report import Reason
 from polcore.verify.schedule import index_coverage
 from polcore.verify.thresholds import describe
@@ -198,7 +201,7 @@ def _prove(args: argparse.Namespace) -> int:
 # ---- verify -------------------------------------------------------------------------------------
 
 
-def _d_ref(spec: str | None, proof: Proof, data: TensorDataset, device: Any
+def _d_ref(spec: str | None, proof: Proof, data: TensorDataset, device: Any, reference_lr: float
            ) -> tuple[dict[str, float] | None, str | None]:
     """--d-ref FILE.json (a {metric: value} object) or measure:N (train N reference runs now)."""
     if spec is None:
@@ -206,10 +209,14 @@ def _d_ref(spec: str | None, proof: Proof, data: TensorDataset, device: Any
     if spec.startswith("measure:"):
         try:
             runs = int(spec.partition(":")[2])
-            measured = measure_d_ref(proof.config, data, runs=runs, device=device, progress=progress_label("d_ref"))
+            schedule = reference_schedule(proof.config.steps, lr=reference_lr)
+            measured = measure_d_ref(proof.config, data, runs=runs, device=device, progress=progress_label("d_ref"),
+                                     lrs=schedule)
         except ValueError as err:
             raise CommandError(f"--d-ref {spec!r}: expected measure:N with an integer N >= 2 ({err})") from None
-        return measured.values, f"measured now: mean over {len(measured.pairs)} pairs of {runs} independent runs"
+        return measured.values, (f"measured now: mean over {len(measured.pairs)} pairs of {runs} independent runs "
+                                 f"at the verifier's learning rate {reference_lr} (step decays at 50% and 75%), "
+                                 f"not the proof's claimed schedule")
     try:
         values = json.loads(Path(spec).read_text())
     except (OSError, ValueError) as err:
@@ -248,12 +255,14 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         proof = read_proof(args.proof, max_parameters=args.max_parameters, max_index_entries=args.max_index_entries)
         data = proof_dataset(proof, device=device, root=args.data_root)
-        d_ref, source = _d_ref(args.d_ref, proof, data, device)
+        d_ref, source = _d_ref(args.d_ref, proof, data, device, args.d_ref_lr)
         try:
             verifier = Verifier(policy=policy, threshold=threshold, metrics=metrics, d_ref=d_ref,
                                 d_ref_source=source, init_alpha=args.init_alpha, momentum_rtol=args.momentum_rtol,
-                                device=device,
-                                fail_fast=args.fail_fast, progress=progress_label("verify") is not None)
+                                buffer_rtol=args.buffer_rtol, require_permutations=args.require_permutations,
+                                max_replay_flops=args.max_replay_flops, max_hash_bytes=args.max_hash_bytes,
+                                device=device, fail_fast=args.fail_fast,
+                                progress=progress_label("verify") is not None)
         except ValueError as err:
             raise CommandError(str(err)) from None
         report = verifier.verify(proof, data)
@@ -268,6 +277,9 @@ def _verify(args: argparse.Namespace) -> int:
         raise
     if args.report:
         Path(args.report).write_text(report.to_json() + "\n")
+    if report.decision == "invalid":  # the verifier refused to judge (a cost cap, an unforeseen error)
+        print(f"polcore verify: {report.summary()}", file=sys.stderr)
+        return EXIT_INVALID
     _print_report(report)
     return EXIT_ACCEPTED if report.accepted else EXIT_REJECTED
 
@@ -337,13 +349,27 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--metric", action="append", choices=METRICS,
                         help="metric judged by the threshold (repeatable; default l2)")
     verify.add_argument("--threshold", default=DEFAULT_THRESHOLD,
-                        help="static:D, normalised:D, stage:D1,D2,... or adaptive:ALPHA (default %(default)s)")
+                        help="static:D, normalised:D, stage:D1,D2,..., adaptive:ALPHA or calibrated:FACTOR "
+                             "(FACTOR times the measured float64 replay noise; default %(default)s)")
     verify.add_argument("--d-ref", type=_d_ref_spec,
                         help="FILE.json ({metric: value}) or measure:N (train N reference runs)")
     verify.add_argument("--init-alpha", type=_number(0.0, 1.0, open_low=True, open_high=True), default=0.001,
                         help="family-wise level of the init check (its false-rejection rate), in (0, 1)")
     verify.add_argument("--momentum-rtol", type=_number(0.0, math.inf, open_high=True), default=0.1,
                         help="relative error allowed between replayed and recorded SGD momentum (default 0.1)")
+    verify.add_argument("--buffer-rtol", type=_number(0.0, math.inf, open_high=True), default=0.1,
+                        help="relative error allowed between replayed and recorded BatchNorm statistics (default 0.1)")
+    verify.add_argument("--require-permutations", action="store_true",
+                        help="reject a proof whose epochs are not each a permutation of distinct examples")
+    verify.add_argument("--max-replay-flops", type=_number(0.0, math.inf, open_low=True, open_high=True),
+                        default=DEFAULT_MAX_REPLAY_FLOPS,
+                        help="refuse (exit 2) a verification that would replay more FLOPs (default %(default).0e)")
+    verify.add_argument("--max-hash-bytes", type=_number(0.0, math.inf, open_low=True, open_high=True),
+                        default=DEFAULT_MAX_HASH_BYTES,
+                        help="refuse (exit 2) a data check that would hash more bytes (default %(default).0e)")
+    verify.add_argument("--d-ref-lr", type=_number(0.0, 100.0, open_low=True), default=REFERENCE_LR,
+                        help="learning rate of the reference runs of --d-ref measure:N (the verifier's choice, "
+                             "never the proof's; default %(default)s with decays at 50%% and 75%%)")
     verify.add_argument("--fail-fast", action="store_true", help="stop at the first failed check")
     verify.add_argument("--report", type=_report_path, help="write the full report as JSON to this file")
     verify.add_argument("--data-root", help="where downloaded datasets live")

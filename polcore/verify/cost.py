@@ -13,14 +13,15 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from polcore.models import ModelSpec, _builder
+from polcore.models import ModelSpec, build_model
+from polcore.proof.state import MAX_MODULES
 
 
 def meta_model(spec: ModelSpec) -> nn.Module:
     """The model's structure on the meta device (no memory, no init draw): for shapes, FLOPs and
-    the declared init distributions of a spec an attacker chose."""
-    with torch.device("meta"):
-        return _builder(spec.name)(**spec.kwargs)
+    the declared init distributions of a spec an attacker chose (module count capped as the
+    proof reader caps it)."""
+    return build_model(spec, seed=0, device="meta", max_modules=MAX_MODULES)
 
 
 def step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
