@@ -42,14 +42,17 @@ from polcore.verify import (
     distance,
     holm,
     intervals_of,
+    make_policy,
     parse_threshold,
 )
+from polcore.verify.thresholds import Calibrated
 from polcore.verify.selection import replay_plan
 from polcore.verify.init_check import bonferroni
 from polcore.verify.thresholds import ThresholdInput
 
-POLICIES = [TopQ(1), TopQ(2), RandomQ(1, seed=3), All()]
-THRESHOLDS = [Static(1e-6), Normalised(1e-3), StageDependent((1e-2, 1e-3)), Adaptive(1.0), Adaptive(0.01)]
+POLICIES = [TopQ(1), TopQ(2), RandomQ(1, seed=3), make_policy("topq+random", q=1, seed=5), All()]
+THRESHOLDS = [Static(1e-6), Normalised(1e-3), StageDependent((1e-2, 1e-3)), Adaptive(1.0), Adaptive(0.01),
+              Calibrated(100.0)]
 STRICT = dict(policy=All(), threshold=Normalised(1e-4), metrics=METRICS)
 
 
