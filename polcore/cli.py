@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from polcore.commands.proof import add_parsers as add_proof_parsers
+from polcore.commands.run import add_parsers as add_run_parsers
 from polcore.profiles import DEFAULT_PROFILE, PROFILE_NAMES, PROFILES
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--only", nargs="+", help="execute only these notebooks (names without .py)")
     book.set_defaults(func=_book)
     add_proof_parsers(sub)
+    add_run_parsers(sub)
     return parser
 
 

@@ -257,3 +257,50 @@ def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
     return PROFILES[name]
+
+
+# ---- the paper profile's dry run: every code path, a handful of steps on the CPU -----------------
+DRY_RUN_SUFFIX = "-dry"
+
+
+def _dry_train(setup: TrainSetup, *, batch_size: int = 2, steps_per_epoch: int = 3, epochs: int = 2,
+               k: int = 2) -> TrainSetup:
+    """`setup` with sizes and step counts cut; model, kwargs, dataset, augmentation and schedule shape kept."""
+    return replace(setup, batch_size=batch_size, train_size=batch_size * steps_per_epoch, epochs=epochs,
+                   k=min(setup.k, k))
+
+
+# The forging setups' sizes in a dry run (fields B's code may not have yet are skipped).
+_DRY_FORGING = {
+    "lenet_batch_sizes": (8,), "vgg_batch_sizes": (8,), "logreg_batch_sizes": (8,), "adam_batch_size": 8,
+    "n_steps": 2, "threads": 2, "greedy_steps": 1, "greedy_points": 24, "greedy_candidates": 2, "proof_steps": 2,
+    "adam_runs": 2, "adam_iterations": 3, "adam_sweep_iterations": 2, "n_shuffles": 3, "prop1_starts": 2,
+    "domain_iterations": 3, "box_max_iter": 3,
+}
+
+
+def dry_run_profile(name: str = "paper") -> Profile:
+    """Profile `name` cut to a handful of steps for a CPU dry run (`polcore run ... --dry-run`).
+
+    The models, their kwargs, the datasets (read from archives in the real formats), augmentation,
+    k-interval proofs, verification and reduce are the profile's own; only sizes (examples, batch
+    size, epochs, number of models, forging budgets) are cut, so the first run of the paper
+    profile's code is not a reader's, hours into a GPU session.
+    """
+    base = get_profile(name)
+    runs = base.independent_runs
+    forging = base.forging
+    if forging is not None:
+        forging = replace(forging, lenet=_dry_train(forging.lenet, batch_size=8, steps_per_epoch=6, epochs=1),
+                          vgg=_dry_train(forging.vgg, batch_size=8, steps_per_epoch=6, epochs=1),
+                          logreg=_dry_train(forging.logreg, batch_size=8, steps_per_epoch=6, epochs=1),
+                          **{k: v for k, v in _DRY_FORGING.items() if hasattr(forging, k)})
+    return replace(
+        base,
+        name=name + DRY_RUN_SUFFIX,
+        requires_cuda=False,
+        description=f"a CPU dry run of the {name!r} profile: its code paths, a handful of steps",
+        independent_runs=replace(runs, rows=tuple(_dry_train(r) for r in runs.rows), n_models=3, n_pairs=3),
+        pol=replace(base.pol, train=_dry_train(base.pol.train), n_reference_runs=2),
+        forging=forging,
+    )

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import http.server
 import importlib
 import socket
-import struct
 import sys
 import tarfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,92 +34,23 @@ from polcore.data import (
     steps_per_epoch,
     torchvision_sources,
 )
+from polcore.data import fake_archives
 from polcore.data.batches import CROP_PADDING
+from polcore.data.fake_archives import Split
 from polcore.data.torchvision_sources import default_data_root
 
-# --- Python 2 pickles, as the CIFAR archives hold them ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Global:
-    """A GLOBAL opcode: `module.name` looked up by the unpickler."""
-
-    module: bytes
-    name: bytes
-
-
-@dataclass(frozen=True)
-class _Reduce:
-    """REDUCE then BUILD: `func(*args).__setstate__(state)`, how numpy pickles arrays and dtypes."""
-
-    func: _Global
-    args: tuple[Any, ...]
-    state: Any
-
-
-def _py2_ndarray(arr: np.ndarray) -> _Reduce:
-    """A uint8 C-order array as Python 2's numpy pickled it (raw bytes as a py2 `str`)."""
-    assert arr.dtype == np.uint8 and arr.flags.c_contiguous
-    dtype = _Reduce(_Global(b"numpy", b"dtype"), (b"u1", 0, 1), (3, b"|", None, None, None, -1, -1, 0))
-    reconstruct = _Global(b"numpy.core.multiarray", b"_reconstruct")
-    state = (1, arr.shape, dtype, False, arr.tobytes())
-    return _Reduce(reconstruct, (_Global(b"numpy", b"ndarray"), (0,), b"b"), state)
-
-
-def _emit(obj: Any, out: bytearray) -> None:
-    """Protocol-2 opcodes for the few types CIFAR's pickles use; `bytes` is a Python 2 `str`."""
-    if obj is None:
-        out += b"N"
-    elif isinstance(obj, bool):
-        out += b"\x88" if obj else b"\x89"
-    elif isinstance(obj, int):
-        if 0 <= obj < 256:
-            out += b"K" + bytes([obj])
-        elif 0 <= obj < 65536:
-            out += b"M" + struct.pack("<H", obj)
-        else:
-            out += b"J" + struct.pack("<i", obj)
-    elif isinstance(obj, bytes):
-        out += (b"U" + bytes([len(obj)]) if len(obj) < 256 else b"T" + struct.pack("<I", len(obj))) + obj
-    elif isinstance(obj, (list, tuple, dict)):
-        out += {list: b"](", tuple: b"(", dict: b"}("}[type(obj)]
-        for item in obj.items() if isinstance(obj, dict) else obj:
-            for part in item if isinstance(obj, dict) else (item,):
-                _emit(part, out)
-        out += {list: b"e", tuple: b"t", dict: b"u"}[type(obj)]
-    elif isinstance(obj, np.ndarray):
-        _emit(_py2_ndarray(obj), out)
-    elif isinstance(obj, _Global):
-        out += b"c" + obj.module + b"\n" + obj.name + b"\n"
-    elif isinstance(obj, _Reduce):
-        _emit(obj.func, out)
-        _emit(obj.args, out)
-        out += b"R"
-        _emit(obj.state, out)
-        out += b"b"
-    else:
-        raise TypeError(type(obj))
-
-
-def _py2_pickle(obj: Any) -> bytes:
-    out = bytearray(b"\x80\x02")
-    _emit(obj, out)
-    return bytes(out + b".")
+# --- tiny CIFAR and MNIST trees, written by polcore.data.fake_archives (the dry run's writer) ----------
 
 
 def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+    return fake_archives.md5(path)
 
 
-# --- tiny CIFAR and MNIST trees ---------------------------------------------------------------------
+def _idx(magic: int, array: np.ndarray) -> bytes:
+    return fake_archives.idx_file(magic, array)
 
 
-@dataclass
-class Split:
-    """What a split must load as: uint8 pixels (N, C, H, W) and labels."""
-
-    pixels: np.ndarray
-    labels: np.ndarray
+MNIST_FILES = fake_archives.MNIST_FILES
 
 
 def _cifar_images(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -135,102 +63,35 @@ def _cifar_images(rng: np.random.Generator, n: int) -> np.ndarray:
     return data
 
 
-def _write_pickle(path: Path, obj: dict[bytes, Any]) -> str:
-    path.write_bytes(_py2_pickle(obj))
-    return _md5(path)
-
-
 def write_cifar10(root: Path, per_batch: int = 3, n_test: int = 4) -> tuple[dict[str, Split], dict[str, Any]]:
     """`cifar-10-batches-py/` with data_batch_1..5, test_batch, batches.meta; returns splits and md5s."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
     rng = np.random.default_rng(10)
-    train_list, pixels, labels = [], [], []
+    batches = []
     for b in range(1, 6):
         data = _cifar_images(rng, per_batch) if b == 1 else rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        lab = [int(v) for v in rng.integers(0, 10, per_batch)]
-        entry = {
-            b"batch_label": f"training batch {b} of 5".encode(),
-            b"labels": lab,
-            b"data": data,
-            b"filenames": [f"img_{b}_{i}.png".encode() for i in range(per_batch)],
-        }
-        train_list.append([f"data_batch_{b}", _write_pickle(folder / f"data_batch_{b}", entry)])
-        pixels.append(data)
-        labels += lab
+        batches.append((data, [int(v) for v in rng.integers(0, 10, per_batch)]))
     test_data = rng.integers(0, 256, (n_test, 3072), dtype=np.uint8)
-    test_labels = [9, 0, 5, 3][:n_test]
-    test_md5 = _write_pickle(
-        folder / "test_batch",
-        {
-            b"batch_label": b"testing batch 1 of 1",
-            b"labels": test_labels,
-            b"data": test_data,
-            b"filenames": [b"t.png"] * n_test,
-        },
-    )
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
-    meta_md5 = _write_pickle(
-        folder / "batches.meta", {b"num_cases_per_batch": per_batch, b"label_names": names, b"num_vis": 3072}
-    )
-    splits = {
-        "train": Split(np.concatenate(pixels).reshape(-1, 3, 32, 32), np.array(labels)),
-        "test": Split(test_data.reshape(-1, 3, 32, 32), np.array(test_labels)),
-    }
-    md5s = {
-        "train_list": train_list,
-        "test_list": [["test_batch", test_md5]],
-        "meta": {"filename": "batches.meta", "key": "label_names", "md5": meta_md5},
-    }
-    return splits, md5s
+    return fake_archives.write_cifar10(root, batches, (test_data, [9, 0, 5, 3][:n_test]))
 
 
 def write_cifar100(root: Path, n_train: int = 5, n_test: int = 3) -> tuple[dict[str, Split], dict[str, Any]]:
     """`cifar-100-python/` with train, test and meta (fine and coarse labels, as the original)."""
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
     rng = np.random.default_rng(100)
-    splits, md5s = {}, {}
-    for split, n, fine in (("train", n_train, [0, 99, 42, 7, 63]), ("test", n_test, [99, 1, 50])):
-        data = _cifar_images(rng, n)
-        entry = {
-            b"filenames": [b"x.png"] * n,
-            b"batch_label": split.encode(),
-            b"fine_labels": fine[:n],
-            b"coarse_labels": [f // 5 for f in fine[:n]],
-            b"data": data,
-        }
-        md5s[f"{split}_list"] = [[split, _write_pickle(folder / split, entry)]]
-        splits[split] = Split(data.reshape(-1, 3, 32, 32), np.array(fine[:n]))
-    meta = {
-        b"fine_label_names": [f"class{i}".encode() for i in range(100)],
-        b"coarse_label_names": [f"super{i}".encode() for i in range(20)],
-    }
-    md5s["meta"] = {"filename": "meta", "key": "fine_label_names", "md5": _write_pickle(folder / "meta", meta)}
-    return splits, md5s
-
-
-def _idx(magic: int, array: np.ndarray) -> bytes:
-    """An IDX file: big-endian magic (0x08 = ubyte, then the number of dims), dims, raw bytes."""
-    return struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes()
-
-
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    train = (_cifar_images(rng, n_train), [0, 99, 42, 7, 63][:n_train])
+    test = (_cifar_images(rng, n_test), [99, 1, 50][:n_test])
+    return fake_archives.write_cifar100(root, train, test)
 
 
 def mnist_files(n_train: int = 6, n_test: int = 3) -> tuple[dict[str, Split], dict[str, bytes]]:
     """The four MNIST files' bytes (uncompressed, as torchvision reads them) and what they hold."""
     rng = np.random.default_rng(28)
-    splits, files = {}, {}
-    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+    parts = []
+    for n in (n_train, n_test):
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         images[0] = 0
         images[0, 5, 20] = 200  # row 5, col 20
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        files[f"{prefix}-images-idx3-ubyte"] = _idx(2051, images)
-        files[f"{prefix}-labels-idx1-ubyte"] = _idx(2049, labels)
-        splits[split] = Split(images[:, None], labels.astype(np.int64))
-    return splits, files
+        parts.append((images, rng.integers(0, 10, n).astype(np.uint8)))
+    return fake_archives.mnist_files(parts[0], parts[1])
 
 
 def write_mnist(root: Path) -> dict[str, Split]:
@@ -602,3 +463,24 @@ def test_linear_model_learns_synthetic_cifar(synthetic: tuple[TensorDataset, Ten
 def test_load_dataset_rejects_unknown_names() -> None:
     with pytest.raises(ValueError, match="unknown dataset 'cifar11'"):
         load_dataset("cifar11")
+
+
+# --- the dry run's data root -------------------------------------------------------------------------
+
+
+def test_fake_data_root_loads_through_torchvision(tmp_path: Path, tv_datasets: Any) -> None:
+    """Every fake archive loads through `load_dataset` (torchvision's readers and md5 checks, with
+    the fake files' md5s); outside the block torchvision's own md5s are back and refuse them."""
+    sizes = fake_archives.FakeSizes(cifar10_train=20, cifar10_test=6, cifar100_train=7, cifar100_test=5,
+                                    mnist_train=9, mnist_test=4)
+    original = tv_datasets.CIFAR10.train_list
+    with fake_archives.fake_data_root(tmp_path, sizes):
+        for name, n, shape, classes in (("cifar10", 20, (3, 32, 32), 10), ("cifar100", 7, (3, 32, 32), 100),
+                                        ("mnist", 9, (1, 28, 28), 10)):
+            data = load_dataset(name, download=True)  # present and intact: nothing is fetched
+            assert data.x.shape == (n, *shape) and data.num_classes == classes
+            assert int(data.y.max()) < classes and 0.0 <= float(data.x.min()) <= float(data.x.max()) <= 1.0
+        assert len(load_dataset("cifar10", train=False)) == 6
+    assert tv_datasets.CIFAR10.train_list is original
+    with pytest.raises(DatasetUnavailable, match="integrity check"):
+        load_dataset("cifar10", root=tmp_path)

@@ -18,24 +18,28 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from polcore.data import load_dataset
+from polcore.data import TensorDataset, load_dataset
 from polcore.experiments.common import run_experiment
-from polcore.profiles import PolSetup
-from polcore.proof import Checkpoint, Proof, read_proof, write_proof
+from polcore.profiles import PolSetup, Profile
+from polcore.proof import Checkpoint, ProofConfig, read_proof, write_proof
 from polcore.prover import config_for_setup, prove, start_run
 from polcore.results import Result
-from polcore.runtime import make_deterministic, progress_label
-from polcore.training import make_optimizer, train
-from polcore.verify import METRICS, Adaptive, All, RandomQ, TopQ, VerificationReport, Verifier, measure_d_ref
+from polcore.runtime import progress_label
+from polcore.training import flat_params, make_optimizer, train
+from polcore.units import StoredUnit, Unit, UnitContext, UnitOutput, train_setup
+from polcore.verify import METRICS, Adaptive, All, RandomQ, TopQ, Verifier
+from polcore.verify.distances import distances
+from polcore.verify.reference import REFERENCE_SEED
 
 EXPERIMENT = "pol_primer"
 SEED = 0
@@ -77,59 +81,71 @@ def _swap(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
     return out
 
 
-def _tampered(proof: Proof, data, workdir: Path, device: torch.device) -> dict[str, Path]:
-    """Three tampered proofs: written through the public writer, as a spoofer would."""
-    checkpoints = [proof.checkpoint(s) for s in proof.checkpoint_steps()]
-    out = {}
-    out["checkpoints 2k and 3k swapped"] = workdir / "swapped"
-    write_proof(out["checkpoints 2k and 3k swapped"], proof.config, _swap(checkpoints), proof.indices,
-                proof.batch_hashes)
-    indices = proof.indices.copy()
-    indices[proof.config.k + 1] = (indices[proof.config.k + 1] + 1) % proof.config.dataset.size
-    out["one index row changed"] = workdir / "index"
-    write_proof(out["one index row changed"], proof.config, checkpoints, indices, proof.batch_hashes)
-    # An honest run whose W_0 is another run's trained weights: only the init check can tell.
-    model, optimizer, order = start_run(proof.config, data, seed=SEED + 1, device=device)
-    train(model, optimizer, data, order, proof.config.lr_array())
-    out["trained weights as W_0"] = workdir / "trained_w0"
-    prove(out["trained weights as W_0"], model=model, optimizer=make_optimizer(model, proof.config.optimizer),
-          data=data, config=proof.config, indices=proof.indices)
-    return out
-
-
 def _verifier(policy: Any, d_ref: dict[str, float], device: torch.device) -> Verifier:
     return Verifier(policy=policy, threshold=THRESHOLD, metrics=JUDGED, d_ref=d_ref, device=device,
                     progress=progress_label("verify") is not None)
 
 
-def _verify_all(proof: Proof, data, policies, d_ref, device) -> dict[str, VerificationReport]:
-    """One report per policy; a first, untimed pass warms up kernels and the FLOP counter, so
-    the seconds compare verification with training rather than with start-up costs."""
-    _verifier(TopQ(1), d_ref, device).verify(proof, data)
-    return {name: _verifier(policy, d_ref, device).verify(proof, data) for name, policy in policies}
+def _load(ctx: UnitContext) -> tuple[PolSetup, TensorDataset, ProofConfig]:
+    """The unit's setup, its dataset on the unit's device, and the honest run's proof config."""
+    setup = _setup_of(ctx)
+    data = load_dataset(setup.train.dataset, size=setup.train.train_size, device=ctx.device)
+    return setup, data, config_for_setup(setup.train, data, seed=SEED)
 
 
-def measure(setup: PolSetup, device: torch.device) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    make_deterministic()
-    train_setup = setup.train
-    data = load_dataset(train_setup.dataset, size=train_setup.train_size, device=device)
-    config = config_for_setup(train_setup, data, seed=SEED)
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        model, optimizer, indices = start_run(config, data, seed=SEED, device=device)
-        start = time.perf_counter()
-        prove(workdir / "proof", model=model, optimizer=optimizer, data=data, config=config, indices=indices,
-              progress=progress_label("prove"))
-        train_seconds = time.perf_counter() - start
-        proof = read_proof(workdir / "proof")
-        proof_bytes = sum(p.stat().st_size for p in (workdir / "proof").rglob("*") if p.is_file())
-        runs = max(2, setup.n_reference_runs)
-        reference = measure_d_ref(config, data, runs=runs, device=device, progress=progress_label("d_ref"))
-        reports = _verify_all(proof, data, _policies(setup), reference.values, device)
-        with other_stack(device) as stack:
-            every = _verifier(All(), reference.values, device).verify(proof, data)
-        spoofs = {name: _verifier(All(), reference.values, device).verify(read_proof(path), data)
-                  for name, path in _tampered(proof, data, workdir, device).items()}
+def _d_ref(ctx: UnitContext) -> dict[str, float]:
+    """d_ref from the stored reference runs: the mean distance over all pairs (as `measure_d_ref`)."""
+    finals = [torch.from_numpy(ctx.inputs[n].arrays["final"]) for n in sorted(ctx.inputs) if n.startswith("d_ref")]
+    pairs = [distances(a, b, METRICS) for a, b in itertools.combinations(finals, 2)]
+    return {m: sum(p[m] for p in pairs) / len(pairs) for m in METRICS}
+
+
+def unit_prove(ctx: UnitContext) -> UnitOutput:
+    """Algorithm 1: the honest proof (stored as this unit's files)."""
+    _, data, config = _load(ctx)
+    model, optimizer, indices = start_run(config, data, seed=SEED, device=ctx.device)
+    path = ctx.workdir / "proof"
+    start = time.perf_counter()
+    prove(path, model=model, optimizer=optimizer, data=data, config=config, indices=indices,
+          progress=progress_label("prove"))
+    seconds = time.perf_counter() - start
+    proof_bytes = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return UnitOutput(data={"proof_bytes": proof_bytes}, timings={"train_seconds": seconds})
+
+
+def unit_reference_run(ctx: UnitContext) -> UnitOutput:
+    """One of d_ref's independent runs (`measure_d_ref`'s seeds and schedule): its final weights."""
+    _, data, config = _load(ctx)
+    seed = REFERENCE_SEED + ctx.config["run"]
+    model, optimizer, indices = start_run(config, data, seed=seed, device=ctx.device)
+    train(model, optimizer, data, indices, config.lr_array(), augment=config.augment, seed=seed,
+          progress=progress_label(f"d_ref run {ctx.config['run'] + 1}"))
+    return UnitOutput(arrays={"final": flat_params(model).numpy()})
+
+
+def unit_verify(ctx: UnitContext) -> UnitOutput:
+    """One selection policy's verification of the honest proof (after an untimed warm-up pass)."""
+    _, data, _ = _load(ctx)
+    proof = read_proof(ctx.files_of("prove") / "proof")
+    d_ref = _d_ref(ctx)
+    policy = dict(_policies(_setup_of(ctx)))[ctx.config["policy"]]
+    _verifier(TopQ(1), d_ref, ctx.device).verify(proof, data)
+    report = _verifier(policy, d_ref, ctx.device).verify(proof, data)
+    cost = report.cost
+    return UnitOutput(data={
+        "policy": ctx.config["policy"], "decision": report.decision, "intervals": len(report.intervals),
+        "replayed_steps": cost.replayed_steps, "training_steps": cost.training_steps,
+        "flops_fraction": cost.replay_flops / cost.training_flops if cost.training_flops else 0.0,
+    }, timings={"seconds": cost.seconds})
+
+
+def unit_other_stack(ctx: UnitContext) -> UnitOutput:
+    """Every interval verified on a benign 'other machine': the reproduction errors, the init check."""
+    _, data, _ = _load(ctx)
+    proof = read_proof(ctx.files_of("prove") / "proof")
+    d_ref = _d_ref(ctx)
+    with other_stack(ctx.device) as stack:
+        every = _verifier(All(), d_ref, ctx.device).verify(proof, data)
     init = every.init
     arrays = {
         "interval_start": np.array([r.start for r in every.intervals]),
@@ -142,41 +158,109 @@ def measure(setup: PolSetup, device: torch.device) -> tuple[dict[str, Any], dict
     for m in METRICS:
         arrays[f"error_{m}"] = np.array([r.distances[m] for r in every.intervals])
         arrays[f"normalised_{m}"] = np.array([r.normalised[m] for r in every.intervals])
+    return UnitOutput(data={"verifier_stack": stack, "other_stack_decision": every.decision, "d_ref": d_ref,
+                            "init_layers": list(init.pvalues), "init_passed": init.passed, "init_alpha": init.alpha,
+                            "checkpoints": len(proof.checkpoint_steps()), "steps": proof.config.steps,
+                            "k": proof.config.k, "steps_per_epoch": proof.config.steps_per_epoch}, arrays=arrays)
+
+
+def unit_tampered(ctx: UnitContext) -> UnitOutput:
+    """One tampered copy of the honest proof, written through the public writer as a spoofer
+    would, and judged by the verifier of every interval."""
+    _, data, _ = _load(ctx)
+    proof = read_proof(ctx.files_of("prove") / "proof")
+    tamper = ctx.config["tamper"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tampered"
+        checkpoints = [proof.checkpoint(s) for s in proof.checkpoint_steps()]
+        if tamper == "checkpoints 2k and 3k swapped":
+            write_proof(path, proof.config, _swap(checkpoints), proof.indices, proof.batch_hashes)
+        elif tamper == "one index row changed":
+            indices = proof.indices.copy()
+            indices[proof.config.k + 1] = (indices[proof.config.k + 1] + 1) % proof.config.dataset.size
+            write_proof(path, proof.config, checkpoints, indices, proof.batch_hashes)
+        else:  # an honest run whose W_0 is another run's trained weights: only the init check can tell
+            model, optimizer, order = start_run(proof.config, data, seed=SEED + 1, device=ctx.device)
+            train(model, optimizer, data, order, proof.config.lr_array())
+            prove(path, model=model, optimizer=make_optimizer(model, proof.config.optimizer), data=data,
+                  config=proof.config, indices=proof.indices)
+        report = _verifier(All(), _d_ref(ctx), ctx.device).verify(read_proof(path), data)
+    return UnitOutput(data={"tamper": tamper, "decision": report.decision, "reasons": report.reason_codes,
+                            "summary": report.summary()})
+
+
+TAMPERS = ("checkpoints 2k and 3k swapped", "one index row changed", "trained weights as W_0")
+
+
+def _setup_of(ctx: UnitContext) -> PolSetup:
+    cfg = ctx.config
+    return PolSetup(train_setup(cfg["train"]), tuple(cfg["q_values"]), cfg["n_reference_runs"])
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-").replace("--", "-").replace("--", "-")
+
+
+def units(profile_name: str, setup: PolSetup) -> list[Unit]:
+    """The honest proof and d_ref's reference runs, then one unit per verification."""
+    base = {"train": setup.train.to_dict(), "q_values": list(setup.q_values),
+            "n_reference_runs": setup.n_reference_runs, "seed": SEED}
+    steps = _steps(setup)
+    runs = max(2, setup.n_reference_runs)
+    refs = tuple(f"d_ref-run{r}" for r in range(runs))
+    out = [Unit("prove", unit_prove, base, steps=steps, probe=setup.train)]
+    out += [Unit(name, unit_reference_run, {**base, "run": r}, steps=steps, probe=setup.train)
+            for r, name in enumerate(refs)]
+    needs = ("prove", *refs)
+    for name, policy in _policies(setup):
+        replayed = steps if isinstance(policy, All) else min(steps, 3 * setup.train.k * setup.train.epochs * 2)
+        out.append(Unit(f"verify-{_slug(name)}", unit_verify, {**base, "policy": name}, needs,
+                        steps=replayed + min(steps, 3 * setup.train.k * setup.train.epochs), probe=setup.train))
+    out.append(Unit("verify-other-stack", unit_other_stack, base, needs, steps=steps, probe=setup.train))
+    for tamper in TAMPERS:
+        cost = steps * (3 if tamper.startswith("trained") else 1)
+        out.append(Unit(f"tampered-{_slug(tamper)}", unit_tampered, {**base, "tamper": tamper}, needs, steps=cost,
+                        probe=setup.train))
+    return out
+
+
+def _steps(setup: PolSetup) -> int:
+    """Training steps of one run of the setup (the dataset's size from the profile, else CIFAR's 50,000)."""
+    size = setup.train.train_size or {"digits": 1437, "mnist": 60000}.get(setup.train.dataset, 50000)
+    return (size // setup.train.batch_size) * setup.train.epochs
+
+
+def reduce(profile_name: str, setup: PolSetup, stored: Mapping[str, StoredUnit]) -> Result:
+    """The primer's result, with the data keys and arrays the notebook reads."""
+    train_seconds = stored["prove"].timings["train_seconds"]
+    every = stored["verify-other-stack"]
+    arrays = dict(every.arrays)
+    policies = []
+    for name, _ in _policies(setup):
+        unit = stored[f"verify-{_slug(name)}"]
+        seconds = unit.timings["seconds"]
+        policies.append({**unit.data, "seconds": seconds, "seconds_fraction": seconds / train_seconds})
+    info = every.data
     data_out = {
-        "steps": config.steps,
-        "k": config.k,
-        "steps_per_epoch": config.steps_per_epoch,
-        "checkpoints": len(proof.checkpoint_steps()),
-        "proof_megabytes": proof_bytes / 1e6,
+        "steps": info["steps"],
+        "k": info["k"],
+        "steps_per_epoch": info["steps_per_epoch"],
+        "checkpoints": info["checkpoints"],
+        "proof_megabytes": stored["prove"].data["proof_bytes"] / 1e6,
         "train_seconds": train_seconds,
-        "verifier_stack": stack,
-        "other_stack_decision": every.decision,
+        "verifier_stack": info["verifier_stack"],
+        "other_stack_decision": info["other_stack_decision"],
         "threshold": THRESHOLD.spec(),
-        "d_ref": reference.values,
-        "d_ref_runs": runs,
+        "d_ref": info["d_ref"],
+        "d_ref_runs": max(2, setup.n_reference_runs),
         "table_iii_proof": {m: float(arrays[f"normalised_{m}"].max()) for m in METRICS},
-        "init_layers": list(init.pvalues),
-        "init_passed": init.passed,
-        "init_alpha": init.alpha,
-        "policies": [_policy_row(name, r, train_seconds) for name, r in reports.items()],
-        "tampered": [{"tamper": name, "decision": r.decision, "reasons": r.reason_codes, "summary": r.summary()}
-                     for name, r in spoofs.items()],
+        "init_layers": info["init_layers"],
+        "init_passed": info["init_passed"],
+        "init_alpha": info["init_alpha"],
+        "policies": policies,
+        "tampered": [stored[f"tampered-{_slug(t)}"].data for t in TAMPERS],
     }
-    return data_out, arrays
-
-
-def _policy_row(name: str, report: VerificationReport, train_seconds: float) -> dict[str, Any]:
-    cost = report.cost
-    return {
-        "policy": name,
-        "decision": report.decision,
-        "intervals": len(report.intervals),
-        "replayed_steps": cost.replayed_steps,
-        "training_steps": cost.training_steps,
-        "flops_fraction": cost.replay_flops / cost.training_flops if cost.training_flops else 0.0,
-        "seconds": cost.seconds,
-        "seconds_fraction": cost.seconds / train_seconds,
-    }
+    return Result(EXPERIMENT, profile_name, config_for(setup), data_out, arrays)
 
 
 def config_for(setup: PolSetup) -> dict[str, Any]:
@@ -184,15 +268,10 @@ def config_for(setup: PolSetup) -> dict[str, Any]:
             "n_reference_runs": setup.n_reference_runs, "seed": SEED, "threshold": THRESHOLD.spec()}
 
 
-def compute(profile_name: str, setup: PolSetup, device: torch.device) -> Result:
-    data, arrays = measure(setup, device)
-    return Result(EXPERIMENT, profile_name, config_for(setup), data, arrays)
-
-
-def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
+def run(profile: str | Profile = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """The primer at `profile`: the stored result when fresh, else a new run (stored)."""
     return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.pol,
-                          datasets=lambda s: [s.train.dataset], config=config_for, compute=compute)
+                          datasets=lambda s: [s.train.dataset], config=config_for, units=units, reduce=reduce)
 
 
-__all__ = ["EXPERIMENT", "other_stack", "run"]
+__all__ = ["EXPERIMENT", "other_stack", "reduce", "run", "units"]

@@ -1,0 +1,33 @@
+"""The paper profile's dry run: every experiment's every unit, a handful of steps on the CPU, on
+generated archives in the real CIFAR/MNIST formats read through torchvision (`make dryrun`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from polcore.commands.run import dry_run, experiment_modules
+from polcore.profiles import dry_run_profile, get_profile
+from polcore.units import UnitStore
+
+pytestmark = pytest.mark.dryrun
+
+
+def test_dry_profile_cuts_sizes_only() -> None:
+    paper, dry = get_profile("paper"), dry_run_profile("paper")
+    assert dry.name == "paper-dry" and not dry.requires_cuda
+    for a, b in [(paper.pol.train, dry.pol.train), *zip(paper.independent_runs.rows, dry.independent_runs.rows)]:
+        assert (a.dataset, a.model, a.model_kwargs, a.augment, a.lr, a.lr_milestones, a.momentum, a.weight_decay) == \
+               (b.dataset, b.model, b.model_kwargs, b.augment, b.lr, b.lr_milestones, b.momentum, b.weight_decay)
+        assert b.epochs * b.train_size // b.batch_size <= 8
+
+
+@pytest.mark.parametrize("experiment", sorted(experiment_modules()))
+def test_paper_dry_run(experiment: str, tmp_path: Path) -> None:
+    result = dry_run(experiment, "paper", results=tmp_path, progress=False)
+    assert result.profile == "paper-dry" and result.experiment == experiment
+    store = UnitStore(tmp_path, "paper-dry", experiment)
+    assert store.names(), "no unit was stored"
+    assert all(store.load(n) is not None for n in store.names())
+    assert (tmp_path / "paper-dry" / f"{experiment}.json").is_file()
