@@ -28,7 +28,7 @@ device = "auto"  # unused: nothing is computed on this page
 from IPython.display import Markdown, display
 
 from polcore.claims import PAPERS, VERDICTS, claim_target, tally
-from polcore.report import Md, escape_markdown, glue, markdown_table
+from polcore.report import Md, escape_markdown, glue_numbers, markdown_table
 from polcore.results import claims_overview
 
 rows = claims_overview()
@@ -37,11 +37,11 @@ tally_table = markdown_table(
     ["paper", "profile", *VERDICTS, "claims"],
     [[paper, p, *c.values(), sum(c.values())] for paper, p, c in counts],
 )
-glue("claims_tally", tally_table, display=False)
-run = sorted({r.claim for r in rows if r.profile != "-"})
-glue("claims_total", str(len({r.claim for r in rows})), display=False)
-glue("claims_run", str(len(run)), display=False)
-# One line per paper for the intro (glue from another page is inline text only).
+numbers = {
+    "claims_total": str(len({r.claim for r in rows})),
+    "claims_run": str(len({r.claim for r in rows if r.profile != "-"})),
+}
+# One line per paper, for the intro (glue from another page is inline text only).
 for paper in PAPERS:
     lines = [
         f"{sum(c.values())} claims at {p}: "
@@ -49,7 +49,8 @@ for paper in PAPERS:
         for name, p, c in counts
         if name == paper
     ]
-    glue(f"claims_tally_{paper.split()[0].lower()}", "; ".join(lines), display=False)
+    numbers[f"claims_tally_{paper.split()[0].lower()}"] = "; ".join(lines)
+glue_numbers(numbers)
 
 # %% [markdown]
 # ## Verdicts per paper and profile
