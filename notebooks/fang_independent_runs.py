@@ -61,7 +61,7 @@ PAPER = [
     ("ResNet-50 / CIFAR-100", 58.056, 0.205, 44.624, 0.196, "5.43e-73"),
 ]
 table = [
-    [f"Fang et al.: {name}", f"{d} ± {sd}", f"{n} ± {sn}", p, 30, "-"]
+    [f"Fang et al.: {name}", f"{d:.3f} ± {sd:.3f}", f"{n:.3f} ± {sn:.3f}", p, 30, "-"]
     for name, d, sd, n, sn, p in PAPER
 ]
 for i, row in enumerate(rows):
