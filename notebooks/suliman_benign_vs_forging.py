@@ -70,7 +70,7 @@ for row in rows:
 table = []
 for row in rows:
     paper_repr, paper_forge, source = experiment.PAPER_TABLE1[
-        (row["kind"], row["batch_size"])
+        (row["kind"], row["paper_batch_size"])
     ]
     table.append(
         [
@@ -168,7 +168,7 @@ for ax, (i, row) in zip(np.atleast_1d(axes), enumerate(rows)):
     ax.boxplot(boxes, orientation="horizontal", whis=(0, 100))
     ax.set_yticks(range(1, len(labels) + 2), labels + ["greedy forging"])
     paper_repr, paper_forge, _ = experiment.PAPER_TABLE1[
-        (row["kind"], row["batch_size"])
+        (row["kind"], row["paper_batch_size"])
     ]
     plotting.paper_line(ax, paper_repr, "paper: largest benign error", axis="x")
     plotting.paper_marker(ax, paper_forge, len(labels) + 1, "paper: greedy forging")
