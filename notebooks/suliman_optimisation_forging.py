@@ -356,110 +356,109 @@ glue_numbers(
 # the same weights under every order; the logged step here is from a model one epoch into
 # training.
 #
-# ## Beyond the paper: pulling the forgery back into the domain
+# ## Beyond the paper: forging inside the domain
 #
 # Prop. 2 leaves open whether a batch of valid examples (pixels in $[0, 1]$, one-hot labels) can
-# forge a step at benign error. The obvious route: project the closed-form batch onto the domain
-# (clip the pixels, replace each label vector by the one-hot of its largest entry), then minimise
-# the forging error by projected Adam over the pixels with the labels fixed (lr
-# {glue:text}`beyond_lr`, {glue:text}`beyond_iters` iterations). For comparison the same search
-# starts from a random real batch of $D'$ with its own labels.
+# forge a step at benign error. Two searches try, both with the logged step's own labels fixed
+# and the pixels kept in $[0, 1]$, each from two starts: the closed-form batch projected onto the
+# domain (pixels clipped, each label vector replaced by the one-hot of its largest entry) and the
+# images of a random real batch of $D'$. The first search is projected Adam (lr
+# {glue:text}`beyond_lr`, {glue:text}`beyond_iters` iterations); the second, stronger one is
+# box-constrained L-BFGS-B in float64. Every result is replayed in float32 by the verifier's own
+# step and compared with the shuffle band of that step.
 
 # %% tags=["remove-cell", "nbval-ignore-output"]
 beyond = lr.data["beyond"]
 benign = lr.data["benign_max"]
 fig, ax = plt.subplots(figsize=(plotting.PAGE_WIDTH_IN, 3.6))
-ax.semilogy(lr.arrays["beyond_prop2_curve"], label="from the projected Prop. 2 batch")
-ax.semilogy(lr.arrays["beyond_random_curve"], label="from a random real batch")
-ax.axhline(
-    first["prop2_error"],
-    color="black",
-    ls="--",
-    lw=0.8,
-    label="Prop. 2 (out of domain)",
-)
+for name, label in (
+    ("prop2", "projected Prop. 2 batch"),
+    ("random", "random real batch"),
+):
+    ax.semilogy(lr.arrays[f"beyond_{name}_curve"], label=f"Adam from the {label}")
+    box_curve = lr.arrays[f"beyond_box_{name}_curve"]
+    ax.semilogy(box_curve, ls="--", label=f"L-BFGS-B from the {label}")
+ax.axhline(first["prop2_error"], color="black", lw=0.8, label="Prop. 2 (out of domain)")
 ax.axhline(benign, color="black", ls=":", label="largest shuffle error")
-ax.set_xlabel("projected Adam iteration")
+ax.set_xlabel("iteration of the search")
 ax.set_ylabel(r"$\ell_2$ forging error")
-ax.legend(fontsize=7.5, loc="center right")
+ax.legend(fontsize=7.5, loc="upper right")
 plotting.show(fig, "fig_beyond")
 
 
 # %% tags=["remove-cell"]
-best_curve = min(
-    (lr.arrays[f"beyond_{name}_curve"] for name in ("prop2", "random")), key=np.min
-)
-half = len(best_curve) // 2
-late_gain = 1 - best_curve[half:].min() / best_curve[: half + 1].min()
-best_in_domain = min(beyond["prop2_error"], beyond["random_error"])
+box = {name: beyond[f"box_{name}"] for name in ("prop2", "random")}
+best_box = min(box.values(), key=lambda b: b["replayed"])
+best_adam = min(beyond["prop2_error"], beyond["random_error"])
+lenet_box = opt.data["in_domain"]
 glue_numbers(
     {
         "beyond_lr": str(fs.domain_lr),
         "beyond_iters": str(fs.domain_iterations),
         "beyond_projected": sig(beyond["projected_error"], 2),
-        "beyond_prop2": sig(beyond["prop2_error"], 2),
-        "beyond_random": sig(beyond["random_error"], 2),
-        "beyond_ratio": f"{best_in_domain / benign:.0f}",
-        "beyond_better": (
-            "a better"
-            if beyond["prop2_error"] < beyond["random_error"]
-            else "no better"
+        "beyond_adam_ratio": f"{best_adam / benign:.0f}",
+        "beyond_box_best": sig(best_box["replayed"], 2),
+        "beyond_box_ratio": f"{best_box['ratio_to_band']:.0f}",
+        "beyond_box_verdicts": " and ".join(
+            f"{b['verdict']} from the {name} start" for name, b in box.items()
         ),
-        "beyond_late_gain": f"{100 * late_gain:.0f}%",
+        "beyond_lenet_box": sig(lenet_box["replayed"], 2),
+        "beyond_lenet_ratio": f"{lenet_box['ratio']:.0f}",
+        "beyond_lenet_verdict": lenet_box["verdict"],
     }
 )
 
 # %% [markdown]
 # ```{glue:figure} fig_beyond
 # :name: fig-beyond
-# :alt: Two decreasing curves on a log scale, the forging error of projected Adam against the iteration from two starting batches, both far above a dashed line at the out-of-domain Prop. 2 error and a dotted line at the largest shuffle error.
+# :alt: Four decreasing curves on a log scale, the in-domain forging error of projected Adam (solid) and of box-constrained L-BFGS-B (dashed) against the iteration, from two starting batches, all above a solid line at the out-of-domain Prop. 2 error and a dotted line at the largest shuffle error.
 #
 # In-domain forging of one logistic-regression step, beyond the paper (experiment
-# `suliman_logreg`): forging error inside the domain against the out-of-domain Prop. 2 error and
-# the benign shuffle noise of the same step.
+# `suliman_logreg`): the error of both searches from both starts against the out-of-domain
+# Prop. 2 error and the benign shuffle noise of the same step.
 # ```
 
 # %% tags=["remove-input"]
+rows = [
+    ["Prop. 2 (out of domain)", first["prop2_error"], "-"],
+    ["Prop. 2, projected into the domain", beyond["projected_error"], "-"],
+    ["projected Prop. 2 batch, then Adam", beyond["prop2_error"], "-"],
+    ["random real batch, then Adam", beyond["random_error"], "-"],
+    ["projected Prop. 2 batch, then L-BFGS-B", box["prop2"]["replayed"], box["prop2"]],
+    ["random real batch, then L-BFGS-B", box["random"]["replayed"], box["random"]],
+    [
+        "LeNet stand-in, random real batch, then L-BFGS-B",
+        lenet_box["replayed"],
+        lenet_box,
+    ],
+]
 markdown_table(
-    ["batch", "l2 forging error", "x largest shuffle error"],
+    ["batch", "l2 forging error", "x largest benign error", "the search's own verdict"],
     [
         [
-            "Prop. 2 (out of domain)",
-            sig(first["prop2_error"], 2),
-            sig(first["prop2_error"] / benign, 2),
-        ],
-        [
-            "Prop. 2, projected into the domain",
-            sig(beyond["projected_error"], 2),
-            f"{beyond['projected_error'] / benign:.0f}",
-        ],
-        [
-            "... then optimised in the domain",
-            sig(beyond["prop2_error"], 2),
-            f"{beyond['prop2_error'] / benign:.0f}",
-        ],
-        [
-            "random real batch, optimised in the domain",
-            sig(beyond["random_error"], 2),
-            f"{beyond['random_error'] / benign:.0f}",
-        ],
+            name,
+            sig(error, 2),
+            sig(error / (lenet_box["eps_repr"] if judged is lenet_box else benign), 2),
+            judged if judged == "-" else f"{judged['verdict']}: {judged['reason']}",
+        ]
+        for name, error, judged in rows
     ],
     title="Beyond the paper: the forging error once the batch must stay in the domain",
 )
 
 # %% [markdown]
 # Projection costs almost everything: the error jumps from floating-point level to
-# {glue:text}`beyond_projected`, and optimising inside the domain brings it back only to
-# {glue:text}`beyond_prop2` (from the projected Prop. 2 batch) or {glue:text}`beyond_random` (from
-# a random real batch), at least {glue:text}`beyond_ratio` times the benign noise. The closed-form
-# batch is {glue:text}`beyond_better` starting point than real data: its pixels are small signed
-# mixtures, and clipping the negative ones away destroys the cancellation the construction relies
-# on.
+# {glue:text}`beyond_projected`. Projected Adam brings it back only part of the way, to at least
+# {glue:text}`beyond_adam_ratio` times the shuffle band. L-BFGS-B in the box reaches
+# {glue:text}`beyond_box_best`, {glue:text}`beyond_box_ratio` times the band; judged by its
+# own record (last column of the table) it is {glue:text}`beyond_box_verdicts`. The same
+# box-constrained search on one logged step of the LeNet stand-in of {numref}`fig-sfig2`
+# reaches {glue:text}`beyond_lenet_box`, {glue:text}`beyond_lenet_ratio` times that model's
+# largest benign error ({glue:text}`beyond_lenet_verdict`).
 #
-# What this shows: one natural local search, from two starts and for this budget, does not reach
-# an in-domain forging that a verifier calibrated on benign noise would accept; over the second
-# half of the iterations the better run's best error fell by a further
-# {glue:text}`beyond_late_gain`, against a remaining gap of {glue:text}`beyond_ratio` times the
-# benign noise. What it does not show: that no such batch exists. The search is local, the labels
-# are fixed to one assignment, and "in the domain" here means only valid pixel values and one-hot
+# What this shows: these local searches, from these starts and for this budget, do not reach an
+# in-domain forgery that a verifier calibrated on benign noise would accept; where a search was
+# still improving when it stopped, its verdict is *inconclusive*, not a proof that it could not
+# get there. What it does not show: that no such batch exists. The searches are local, the labels
+# are fixed to the logged ones, and "in the domain" here means only valid pixel values and one-hot
 # labels, not images that look like digits, which a real forger would also need.
