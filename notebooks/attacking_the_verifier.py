@@ -90,6 +90,7 @@ glue_numbers(
         "va_quiet_new": quiet[verifiers[1]]["decision"],
         "va_spread_old": spread[verifiers[0]]["decision"],
         "va_factor": sig(data["calibration_factor"]),
+        "va_wd": sig(setup.weight_decay),
     }
 )
 
@@ -244,9 +245,9 @@ plotting.show(fig, "fig_verifier_calibrated")
 # :alt: Log-scale distances per interval. The replay distance of a proof that claims weight decay 0 sits far below the adaptive limit but far above the calibrated limit; an honest proof replayed with other kernels sits far below the calibrated limit.
 #
 # Per interval (experiment `verifier_attacks`): the replay distance of a momentum-free proof
-# that claims weight decay 0 although it trained with 5e-4, under the adaptive limit (which
-# accepts it) and the calibrated limit (which rejects it); and the distance of the honest proof
-# replayed with other convolution kernels, which the calibrated limit accepts.
+# that claims weight decay 0 although it trained with {glue:text}`va_wd`, under the adaptive
+# limit (which accepts it) and the calibrated limit (which rejects it); and the distance of the
+# honest proof replayed with other convolution kernels, which the calibrated limit accepts.
 # ```
 #
 # What the calibrated threshold assumes: the prover trained in float32. TF32 arithmetic, which

@@ -89,7 +89,7 @@ def _claims() -> dict[str, Callable[[Any], Any]]:
     def optimizer(**change: Any) -> Callable[[Any], Any]:
         return lambda c: dataclasses.replace(c, optimizer=dataclasses.replace(c.optimizer, **change))
 
-    return {"learning rate x0.6": lrs(0.6), "learning rate x1.9": lrs(1.9), "weight decay 0 (run: 5e-4)":
+    return {"learning rate x0.6": lrs(0.6), "learning rate x1.9": lrs(1.9), "weight decay 0":
             optimizer(weight_decay=0.0), "Nesterov momentum (run: plain)": optimizer(nesterov=True)}
 
 
@@ -234,7 +234,7 @@ def unit_calibration(ctx: UnitContext) -> UnitOutput:
                           for r in report.intervals]
                 row[key] = {"decision": report.decision, "worst_ratio": float(max(ratios)),
                             "why": report.reasons[0].message if report.reasons else ""}
-                if name in ("honest, other kernels", "weight decay 0 (run: 5e-4)"):
+                if name in ("honest, other kernels", "weight decay 0"):
                     tag = "honest_kernels" if name.startswith("honest") else "wd0"
                     arrays[f"{tag}_distance"] = np.array([r.distances["l2"] for r in report.intervals])
                     arrays[f"{tag}_{key}_limit"] = np.array([r.limits["l2"] for r in report.intervals])
