@@ -186,9 +186,18 @@ class SearchRecord:
         if self.converged:
             return True
         still_falling_only = all(w.startswith("still falling") for w in self.failures())
-        if not still_falling_only or self.convergence_curve is not None:
+        if not still_falling_only or self.tail_improvement > SETTLE_MAX_TAIL:
             return False
-        return self.tail_improvement <= SETTLE_MAX_TAIL and projected_error(self.best_curve) >= bar
+        return self.projected_best() >= bar
+
+    def projected_best(self) -> float:
+        """The best error after 100x the budget if the judged curve keeps its power-law decline
+        (for a candidate search: the mean relative decline over targets, applied to the best)."""
+        curve = self.judged_curve
+        if len(curve) < 2:
+            return float("nan")
+        end = float(best_so_far(curve)[-1])
+        return self.best_error * projected_error(curve) / end if end > 0 else 0.0
 
     def summary(self, bar: float | None = None) -> dict[str, Any]:
         """The evidence as plain JSON (what a stored result keeps next to its verdict)."""
@@ -200,7 +209,7 @@ class SearchRecord:
             "start_of_best_run": float(self.best_curve[0]) if self.best_curve else math.inf,
             "progress": self.progress, "tail_improvement": self.tail_improvement,
             "kind": self.kind,
-            "projected_100x": projected_error(self.best_curve) if self.best_curve else math.nan,
+            "projected_100x": self.projected_best(),
             "solver_converged": self.solver_converged, "converged": self.converged,
             "failures": self.failures(), "notes": self.notes,
         }

@@ -95,6 +95,13 @@ def test_a_candidate_search_is_judged_on_its_best_so_far_flattening():
                        convergence_curve=tuple(mean))
     assert rec.converged
     assert negative_verdict(rec, bar=0.1).verdict == "reproduced"
+    # still improving a little (best-of-M keeps creeping down) but settled far above the bar
+    creeping = tuple(np.arange(1, 401) ** -0.3)  # 3 % over the last tenth; 100x more: a quarter
+    slow = SearchRecord("greedy", "error", 400, tuple(map(tuple, curves)), kind="candidates",
+                        convergence_curve=creeping)
+    assert not slow.converged
+    assert negative_verdict(slow, bar=0.1).verdict == "reproduced"
+    assert negative_verdict(slow, bar=float(rec.best_error) * 0.95).verdict == "inconclusive"
     one = SearchRecord("greedy", "error", 1, tuple((c[0],) for c in curves), kind="candidates",
                        convergence_curve=(1.0,))
     assert negative_verdict(one, bar=0.1).verdict == "inconclusive"
