@@ -184,9 +184,9 @@ _CPU_FORGING = ForgingSetup(
     n_steps=20,
     greedy_points=1280,
     greedy_candidates=200,
-    adam_runs=5,
+    adam_runs=4,
     adam_iterations=500,
-    adam_sweep_iterations=200,
+    adam_sweep_iterations=150,
     domain_iterations=2000,
     box_max_iter=300,
 )
