@@ -52,7 +52,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,120}$")
 
 @dataclass
 class UnitOutput:
-    """What a unit returns: JSON `data`, named `arrays` (deterministic) and `timings` (seconds, not)."""
+    """What a unit returns: JSON `data`, named `arrays` (deterministic) and `timings` (seconds, and
+    any other measurement that varies from run to run, such as the size of a proof whose manifest
+    records its training time)."""
 
     data: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
