@@ -37,7 +37,6 @@ device = "auto"  # "auto", "cpu" or "cuda"
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
-
 from polcore import plotting
 from polcore.experiments import suliman_benign as experiment
 from polcore.profiles import get_profile
@@ -99,20 +98,58 @@ markdown_table(
     title="Table 1 (S-tab1): largest benign reproduction error vs greedy forging error",
 )
 
+# %% tags=["remove-input"]
+markdown_table(
+    [
+        "ours",
+        "n (points of D')",
+        "n / b",
+        "M (candidates)",
+        "best forged step",
+        "x largest benign",
+        "best-so-far fall over the last 10 % of M",
+        "verdict",
+        "why",
+    ],
+    [
+        [
+            r["label"],
+            str(r["n_points"]),
+            f"{r['n_over_b']:.1f}",
+            str(r["n_candidates"]),
+            sig(r["greedy_min"], 2),
+            f"{r['ratio_min']:.0f}",
+            f"{100 * r['search']['tail_improvement']:.2g} %",
+            r["verdict"],
+            r["reason"],
+        ]
+        for r in rows
+    ],
+    title="S-tab1: the greedy attacker's search, the evidence the verdict is computed from",
+)
+
 # %% tags=["remove-cell"]
 glue_numbers(
     {
-        "stab1_min_ratio": f"{min(r['ratio'] for r in rows):.0f}",
+        "stab1_min_ratio": f"{min(r['ratio_min'] for r in rows):.0f}",
         "stab1_max_repr": sig(max(r["eps_repr"] for r in rows), 2),
         "stab1_min_greedy": sig(min(r["greedy_min"] for r in rows), 2),
+        "stab1_bar": f"{experiment.ORDERS_OF_MAGNITUDE:g}",
+        "stab1_rows": "; ".join(f"{r['label']}: *{r['verdict']}*" for r in rows),
         "stab1_verdict": result.claims["S-tab1"].verdict,
     }
 )
 
 # %% [markdown]
-# Even the best single forged step of any row ({glue:text}`stab1_min_greedy`) is far above the
-# largest benign error ({glue:text}`stab1_max_repr`): the averages differ by at least
-# {glue:text}`stab1_min_ratio` times. Verdict for S-tab1 at this profile:
+# The greedy search draws $n$ points of $D'$ (well above $b$, so the $M$ candidate batches are
+# genuinely different batches) and keeps the best of $M$ candidates per forged step. Even the best
+# single forged step of any row ({glue:text}`stab1_min_greedy`) is at least
+# {glue:text}`stab1_min_ratio` times the largest benign error ({glue:text}`stab1_max_repr`). The
+# claim is negative (the attack *fails*), so a row reproduces it only when its best forged step
+# stays at least {glue:text}`stab1_bar` times above benign noise *and* drawing more candidates had
+# stopped paying (the mean best-so-far over the forged steps flat over the last 10 % of the
+# candidates, or falling so slowly that 100 times as many would not reach the bar); otherwise the
+# row is *inconclusive*. Per row: {glue:text}`stab1_rows`. Verdict for S-tab1 at this profile:
 # **{glue:text}`stab1_verdict`**.
 #
 # (claim-s-tab3)=
@@ -142,6 +179,10 @@ for i, row in enumerate(rows):
 glue_numbers(
     {
         "stab3_missing": ", ".join(rows[0]["missing"]) or "none",
+        "stab3_repeat": sig(max(r["repeat_max"] for r in rows), 2),
+        "stab3_same_device": sig(max(r["same_device_max"] for r in rows), 2),
+        "stab3_paper_same": sig(experiment.PAPER_SAME_DEVICE_MAX, 2),
+        "stab3_paper_cross": experiment.PAPER_CROSS_DEVICE,
         "stab3_verdict": result.claims["S-tab3"].verdict,
     }
 )
@@ -151,8 +192,16 @@ glue_numbers(
 # deterministic kernels on (like the paper's V100 with itself). What does move the update is
 # anything that changes a summation order (thread count, example order) and, most, comparing a
 # float32 log with a float64 recomputation, which is the float32 rounding of the logged weights
-# themselves. Sources not available on this machine: {glue:text}`stab3_missing`. Verdict for S-tab3
-# at this profile: **{glue:text}`stab3_verdict`**.
+# themselves. Sources not available on this machine: {glue:text}`stab3_missing`.
+#
+# The paper's table is about the gap between the same device (at most
+# {glue:text}`stab3_paper_same` on a GTX 4090 with itself, 0 on a V100) and two different devices
+# ({glue:text}`stab3_paper_cross`). Here the same-setting repeat is {glue:text}`stab3_repeat` and
+# the largest error between two settings of one device {glue:text}`stab3_same_device`; the verdict
+# is computed from these noise sources alone, and reads *reproduced* only with a cross-device pair
+# whose error exceeds the same-device repeat. Without a second device here the cross-device column
+# is missing, so the claim is at most *partly* reproduced. Verdict for S-tab3 at this profile:
+# **{glue:text}`stab3_verdict`**.
 
 # %% tags=["remove-cell", "nbval-ignore-output"]
 floor = 1e-12
