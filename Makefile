@@ -20,7 +20,7 @@ book: install
 	@$(TIMED) "make book (profile $(PROFILE))" $(PY) -m polcore book --profile $(PROFILE)
 
 unit: install
-	@$(TIMED) "unit tests" $(PY) -m pytest tests -q -m "not browser"
+	@$(TIMED) "unit tests" $(PY) -m pytest tests -q -m "not browser and not dryrun"
 
 smoke: install
 	@$(TIMED) "every notebook at the smoke profile" env POLCORE_RESULTS=$(SMOKE_DIR)/results \
