@@ -493,3 +493,14 @@ def test_verify_and_inspect_exit_2_on_paths_that_are_not_proofs(tmp_path, capsys
             assert main(command) == 2, command
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kwargs", [{"in_features": 63}, {"num_classes": 11}], ids=["wrong inputs", "wrong classes"])
+def test_a_model_that_does_not_fit_its_dataset_is_invalid_not_rejected(tmp_path, kwargs, capsys):
+    spec = ModelSpec("mlp", {**SPEC.kwargs, **kwargs})
+    path = _momentum_free_proof(tmp_path / "p", spec, DatasetRef.of(tiny_data()), batch=16, steps=3)
+    report = Verifier().verify_path(path)
+    assert report.decision == "invalid", report.summary()
+    assert main(["verify", str(path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
