@@ -152,13 +152,18 @@ markdown_table(
 #
 # **What is left open.** An injection is seen only when the interval that ends at it is
 # replayed. An attacker who keeps every injected interval's weight and momentum change below the
-# epoch's $Q$-th largest honest one escapes top-$Q$; this is Fang et al.'s blindfold argument,
-# applied to state. How far that attacker gets is bounded by the honest update sizes.
+# epoch's $Q$-th largest update escapes top-$Q$; this is Fang et al.'s blindfold argument,
+# applied to state. That bound is no bound at all: the proof claims its own learning rates, so a
+# decoy interval with a huge claimed rate (replayed exactly) raises the epoch's largest update,
+# and pieces of a stolen model hidden below it pass top-$Q$. The same goes for BatchNorm
+# statistics planted in an interval that is never replayed: top-$Q$ does not rank them. A red-team
+# review of this verifier built both spoofs; `tests/test_redteam.py` keeps them as documented
+# failures of the default settings (strict expected failures), together with two resource holes.
 # Random-$Q$ with a seed the prover cannot know (polcore draws it from the operating system and
-# records it in the report) catches an injection in $n$ of an epoch's $N$ intervals with
-# probability $1 - \binom{N-n}{Q}/\binom{N}{Q}$ per epoch. Replaying every interval catches every
-# injection larger than the tolerances, because the chain of checked states reaches a $W_0$
-# that holds no state.
+# records it in the report; `--policy topq+random`) catches an injection in $n$ of an epoch's $N$
+# intervals with probability $1 - \binom{N-n}{Q}/\binom{N}{Q}$ per epoch. Replaying every
+# interval (`--policy all`) caught every spoof of that review, because the chain of checked
+# states reaches a $W_0$ that holds no state.
 #
 # Checks that are now cheap and always on:
 #
