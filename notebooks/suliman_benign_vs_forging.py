@@ -125,7 +125,8 @@ markdown_table(
         ]
         for r in rows
     ],
-    title="S-tab1: the greedy attacker's search, the evidence the verdict is computed from",
+    title="S-tab1: the greedy attacker's search, the evidence the verdict is "
+    "computed from",
 )
 
 # %% tags=["remove-cell"]

@@ -203,8 +203,8 @@ paper_lr_score = {
 glue_numbers(
     {
         "sfig2_rows": "; ".join(
-            f"{r['label']}: {sig(r['replayed_min'], 2)}, {r['ratio_min']:.0f} times the "
-            f"largest benign error, *{r['verdict']}*"
+            f"{r['label']}: {sig(r['replayed_min'], 2)}, "
+            f"{r['ratio_min']:.0f} times the largest benign error, *{r['verdict']}*"
             for r in opt.data["rows"]
         ),
         "sfig2_paper_lr_rows": "; ".join(
