@@ -3,7 +3,6 @@ project reports (a new attack cannot be registered without its expected decision
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
