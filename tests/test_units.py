@@ -184,3 +184,30 @@ def test_units_are_bitwise_the_same_in_any_order(tmp_path: Path) -> None:
     assert {k: comparable(v) for k, v in first.items()} == {k: comparable(v) for k, v in second.items()}
     doc = json.loads((tmp_path / "a" / "smoke" / EXPERIMENT / "units" / "top.json").read_text())
     assert set(doc["provenance"]["needs"]) == {"leaf0", "leaf3"} and doc["provenance"]["source_hash"]
+
+
+def test_fang_table1_units_resume_and_reduce_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """F-tab1 is one unit per trained model: losing one model recomputes it alone; losing model 0
+    (whose snapshots draw the curves) recomputes the two runs that read them; the table is the same."""
+    from polcore.experiments import fang_independent_runs as fang
+    from polcore.profiles import get_profile
+
+    monkeypatch.setenv("POLCORE_RESULTS", str(tmp_path))
+    setup = get_profile("smoke").independent_runs
+    first = fang.run("smoke", device="cpu")
+    store = UnitStore(tmp_path, "smoke", fang.EXPERIMENT)
+    assert store.names() == sorted([f"row0-seed{m}" for m in range(setup.n_models)] + ["row0-benign"])
+    costs = fang.honest_costs("smoke", device="cpu")
+    assert len(costs) == 1 and costs[0].seconds.shape == costs[0].flops.shape == (setup.n_models,)
+    assert (costs[0].flops > 0).all() and (costs[0].seconds > 0).all()
+    units = fang.units("smoke", setup)
+    for lost, recomputed in (("row0-seed2", {"row0-seed2"}),
+                             ("row0-seed0", {"row0-seed0", "row0-seed1", "row0-benign"})):
+        (store.dir / f"{lost}.json").unlink()
+        assert {s.unit.name for s in statuses(fang.EXPERIMENT, units, store) if s.to_compute} == recomputed
+        (tmp_path / "smoke" / f"{fang.EXPERIMENT}.json").unlink()
+        again = fang.run("smoke", device="cpu")
+        assert {s.unit.name for s in statuses(fang.EXPERIMENT, units, store) if s.to_compute} == set()
+        assert sorted(again.arrays) == sorted(first.arrays)
+        assert all(again.arrays[k].tobytes() == first.arrays[k].tobytes() for k in first.arrays)
+        assert vars(again.claims["F-tab1"]) == vars(first.claims["F-tab1"])
