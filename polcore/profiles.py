@@ -119,6 +119,28 @@ class ForgingSetup:
     box_max_iter: int = 1000  # beyond the paper: L-BFGS-B inside [0, 1] (logistic regression and LeNet)
 
 
+# ---- helper D: Fang et al. Secs. 2.3, 6.1, 6.2, App. E (F-2.3, F-fig4, F-fig11, F-fig5) ------------
+@dataclass(frozen=True)
+class FangSetup:
+    """Fang et al.'s spoofs against PoL verification: the infinitesimal update (Fig. 4), Lemma 3's
+    adaptive threshold (Fig. 11), blindfold top-Q (Fig. 5) and Zhang's Attack II at two (k, delta)
+    (Sec. 2.3). `rows` are the honest setups (paper: CIFAR-10/ResNet-20, CIFAR-100/ResNet-50)."""
+
+    rows: tuple[TrainSetup, ...]
+    n_reference_runs: int = 2  # F-tab1's models 0..n-1: model 0 is the stolen W_T, their distance d_ref
+    static_delta: float = 0.008  # Fig. 4's delta, on the normalised error d / d_ref
+    infinitesimal_lr: float = 1e-7  # the learning rate the infinitesimal spoof claims
+    alpha: float = 1.0  # Lemma 3
+    adaptive_runs: int = 5  # honest runs (seeds) per learning rate (Fig. 11: 5)
+    small_lr_factor: float = 0.01  # Fig. 11's 100x smaller learning rate
+    blindfold_k: int = 10  # checkpoint interval of the blindfold proofs (S / k intervals per epoch)
+    blindfold_q: int = 5  # Q_a, the attacker's valid updates per epoch
+    verifier_qs: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)  # Fig. 5's x axis
+    attack2_k: int = 100  # Sec. 2.3: Zhang's (k, delta) (CIFAR-100: 100, 0.1); the small one is both / 10
+    attack2_delta: float = 0.1
+    attack2_steps: int | None = None  # steps of the Attack II spoofs (None: the row's whole run)
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -127,6 +149,7 @@ class Profile:
     independent_runs: IndependentRunsSetup
     pol: PolSetup
     forging: ForgingSetup | None = None
+    fang: FangSetup | None = None  # helper D's block
 
 
 # ---- cpu: scikit-learn digits (1,437 train images, 1x8x8) and small ResNets -------------------
@@ -224,6 +247,17 @@ _SMOKE_FORGING = replace(
     domain_iterations=10,
 )
 
+# ---- helper D: Fang et al.'s spoofs (F-2.3, F-fig4, F-fig11, F-fig5) ------------------------------
+# Blindfold top-Q needs S / k well above Q_a: the paper's Q_a = 5 against S / k = 390 / 10 = 39
+# intervals an epoch (at its k = 100 an epoch has 3.9 intervals, fewer than Q_a); the cpu profile
+# keeps Q_a / (S / k) near 5 / 39 with k = 2 (22 intervals an epoch) and Q_a = 3.
+_CPU_FANG = FangSetup(rows=(_CPU_TRAIN,), blindfold_k=2, blindfold_q=3, verifier_qs=(1, 2, 3, 4, 5, 6),
+                      attack2_k=10, attack2_delta=0.1)
+_PAPER_FANG = FangSetup(rows=(_PAPER_TRAIN, _PAPER_TRAIN_C100))
+_SMOKE_FANG = FangSetup(rows=(_SMOKE_TRAIN,), adaptive_runs=2, blindfold_k=1, blindfold_q=2, verifier_qs=(1, 2, 3),
+                        attack2_k=4, attack2_delta=0.1)
+
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -232,6 +266,7 @@ PROFILES: dict[str, Profile] = {
         independent_runs=IndependentRunsSetup((_SMOKE_TRAIN,), n_models=3, n_pairs=3),
         pol=PolSetup(_SMOKE_TRAIN, q_values=(1, 2), n_reference_runs=1),
         forging=_SMOKE_FORGING,
+        fang=_SMOKE_FANG,
     ),
     "cpu": Profile(
         name="cpu",
@@ -240,6 +275,7 @@ PROFILES: dict[str, Profile] = {
         independent_runs=IndependentRunsSetup((_CPU_TRAIN, _CPU_TRAIN_WIDE), n_models=9, n_pairs=30),
         pol=PolSetup(_CPU_TRAIN, q_values=(1, 3, 5), n_reference_runs=2),
         forging=_CPU_FORGING,
+        fang=_CPU_FANG,
     ),
     "paper": Profile(
         name="paper",
@@ -248,6 +284,7 @@ PROFILES: dict[str, Profile] = {
         independent_runs=IndependentRunsSetup((_PAPER_TRAIN, _PAPER_TRAIN_C100), n_models=9, n_pairs=30),
         pol=PolSetup(_PAPER_TRAIN, q_values=(1, 3, 5), n_reference_runs=2),
         forging=_PAPER_FORGING,
+        fang=_PAPER_FANG,
     ),
 }
 
@@ -279,6 +316,14 @@ _DRY_FORGING = {
 }
 
 
+def _dry_fang(fang: FangSetup | None) -> FangSetup | None:
+    """Helper D's block cut for a dry run: 3 steps an epoch, k = 1 blindfold proofs, Q_a = 1."""
+    if fang is None:
+        return None
+    return replace(fang, rows=tuple(_dry_train(r) for r in fang.rows), adaptive_runs=2, blindfold_k=1, blindfold_q=1,
+                   verifier_qs=(1, 2), attack2_k=2, attack2_steps=None)
+
+
 def dry_run_profile(name: str = "paper") -> Profile:
     """Profile `name` cut to a handful of steps for a CPU dry run (`polcore run ... --dry-run`).
 
@@ -303,4 +348,5 @@ def dry_run_profile(name: str = "paper") -> Profile:
         independent_runs=replace(runs, rows=tuple(_dry_train(r) for r in runs.rows), n_models=3, n_pairs=3),
         pol=replace(base.pol, train=_dry_train(base.pol.train), n_reference_runs=2),
         forging=forging,
+        fang=_dry_fang(base.fang),
     )

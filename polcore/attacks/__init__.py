@@ -4,7 +4,12 @@
 package registers every attack module below.
 """
 
-from polcore.attacks import state_injection  # noqa: F401  (registers its attacks)
+from polcore.attacks import (  # noqa: F401  (registers its attacks)
+    blindfold,
+    infinitesimal,
+    state_injection,
+    zhang,
+)
 from polcore.attacks.base import Attack, AttackInputs, attack_names, get_attack, register, train_target
 
 __all__ = ["Attack", "AttackInputs", "attack_names", "get_attack", "register", "train_target"]
