@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -122,10 +123,20 @@ def honest_checkpoints(proof: Proof) -> list[Checkpoint]:
 
 
 def write_spoof(out: str | Path, proof: Proof, checkpoints: list[Checkpoint], *, creator: str,
-                config: ProofConfig | None = None) -> Path:
-    """Write `checkpoints` as an ordinary proof over the honest proof's data schedule."""
+                config: ProofConfig | None = None, data: TensorDataset | None = None,
+                indices: np.ndarray | None = None, batch_hashes: Sequence[str] | None = None) -> Path:
+    """Write `checkpoints` as an ordinary proof, by default over the honest proof's data schedule.
+
+    `data` ships the spoof's training data in the proof (Jia et al.'s protocol: the verifier
+    replays from it; a Zhang-style spoof's data is its perturbed batches); `indices` index it
+    (default: the honest proof's), and the batch hashes are then computed from it unless given.
+    """
     config = dataclasses.replace(config or proof.config, creator=creator)
-    write_proof(out, config, checkpoints, proof.indices, proof.batch_hashes)
+    if batch_hashes is None and data is None:
+        if indices is not None:
+            raise ValueError("new indices need their batch hashes, or the data to compute them from")
+        batch_hashes = proof.batch_hashes
+    write_proof(out, config, checkpoints, proof.indices if indices is None else indices, batch_hashes, data=data)
     return Path(out)
 
 

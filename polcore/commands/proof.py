@@ -23,6 +23,7 @@ from polcore.models import ModelSpec, model_names
 from polcore.profiles import DEFAULT_PROFILE, PROFILE_NAMES, TrainSetup, get_profile
 from polcore.proof import Proof, ProofError, read_proof
 from polcore.proof.manifest import MANIFEST_FILE, MAX_LR, MAX_SEED
+from polcore.proof.shipped import MAX_DATA_BYTES
 from polcore.proof.state import MAX_PARAMETERS
 from polcore.proof.storage import MAX_INDEX_ENTRIES
 from polcore.prover import config_for_setup, fit_model_kwargs, prove, start_run
@@ -39,11 +40,10 @@ from polcore.verify import (
     reference_schedule,
 )
 from polcore.verify.reference import REFERENCE_LR
-from polcore.verify.verifier import DEFAULT_MAX_HASH_BYTES, DEFAULT_MAX_REPLAY_FLOPS
 from polcore.verify.report import Reason
 from polcore.verify.schedule import index_coverage
 from polcore.verify.thresholds import describe
-from polcore.verify.verifier import proof_dataset
+from polcore.verify.verifier import DEFAULT_MAX_HASH_BYTES, DEFAULT_MAX_REPLAY_FLOPS, proof_dataset, reference_dataset
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_INVALID = 0, 1, 2
 DEFAULT_THRESHOLD = "adaptive:1"  # Fang et al. Lemma 3 with their alpha = 1
@@ -237,6 +237,11 @@ def _print_report(report: VerificationReport) -> None:
         smallest = min(report.init.adjusted.values(), default=1.0)
         print(f"init check: {'passed' if report.init.passed else 'FAILED'} "
               f"(smallest {report.init.correction}-adjusted p = {sig(smallest)})")
+    if report.data_distance is not None:
+        d = report.data_distance
+        worst = " ".join(f"{m} {sig(d[m]['max'])}" for m in ("l2", "linf") if d.get(m))
+        print(f"shipped data vs {d['reference']}: {d['compared']} examples, {d['exact_matches']} identical, "
+              f"largest nearest distance {worst or 'n/a'}")
     if report.cost is not None:
         c = report.cost
         print(f"cost: {c.replayed_steps} of {c.training_steps} steps replayed ({sig(100 * c.step_fraction)}%), "
@@ -253,19 +258,27 @@ def _verify(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from None
     device = select_device(get_profile(DEFAULT_PROFILE), args.device)
     try:
-        proof = read_proof(args.proof, max_parameters=args.max_parameters, max_index_entries=args.max_index_entries)
+        proof = read_proof(args.proof, max_parameters=args.max_parameters, max_index_entries=args.max_index_entries,
+                           max_data_bytes=args.max_data_bytes)
         data = proof_dataset(proof, device=device, root=args.data_root)
+        reference = None
+        if proof.ships_data and (args.reference_data or args.max_data_distance is not None):
+            reference = reference_dataset(proof, device=device, root=args.data_root)
         d_ref, source = _d_ref(args.d_ref, proof, data, device, args.d_ref_lr)
         try:
             verifier = Verifier(policy=policy, threshold=threshold, metrics=metrics, d_ref=d_ref,
                                 d_ref_source=source, init_alpha=args.init_alpha, momentum_rtol=args.momentum_rtol,
                                 buffer_rtol=args.buffer_rtol, require_permutations=args.require_permutations,
                                 max_replay_flops=args.max_replay_flops, max_hash_bytes=args.max_hash_bytes,
+                                reference_data=reference, max_data_distance=args.max_data_distance,
+                                data_distance_metric=args.data_distance_metric,
+                                replay_augmentation=args.replay_augmentation,
+                                augmentation_seed=args.augmentation_seed,
                                 device=device, fail_fast=args.fail_fast,
                                 progress=progress_label("verify") is not None)
         except ValueError as err:
             raise CommandError(str(err)) from None
-        report = verifier.verify(proof, data)
+        report = verifier.verify(proof, None if proof.ships_data else data)  # shipped: read by the verifier
     except (CommandError, DatasetUnavailable, ProfileUnavailable):
         raise
     except Exception as err:  # a bad proof, or anything unforeseen: "invalid", with a report when asked
@@ -288,12 +301,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    proof = read_proof(args.proof, max_parameters=args.max_parameters, max_index_entries=args.max_index_entries)
+    proof = read_proof(args.proof, max_parameters=args.max_parameters, max_index_entries=args.max_index_entries,
+                       max_data_bytes=args.max_data_bytes)
     cfg = proof.config
     lrs = cfg.lr_array()
     params = sum(math.prod(proof.layout.state[name][0]) for name in proof.layout.parameters)
     size = sum(os.lstat(proof.path / name).st_size for name in [MANIFEST_FILE, *proof.manifest.files()])
     coverage = index_coverage(proof.indices, cfg.dataset.size, cfg.steps_per_epoch)
+    shipped = ", shipped in the proof (the name is its claimed source)" if cfg.dataset.shipped else ""
     lines = [
         f"proof {args.proof} (schema {proof.manifest.schema_version}, polcore {proof.manifest.polcore_version}, "
         f"written by {cfg.creator}): valid",
@@ -301,7 +316,7 @@ def _inspect(args: argparse.Namespace) -> int:
         f"optimizer SGD momentum {cfg.optimizer.momentum}, weight decay {cfg.optimizer.weight_decay}, "
         f"nesterov {cfg.optimizer.nesterov}",
         f"dataset   {cfg.dataset.name} ({'train' if cfg.dataset.train else 'test'}, {cfg.dataset.size} examples, "
-        f"fingerprint {cfg.dataset.fingerprint[:16]}...)",
+        f"fingerprint {cfg.dataset.fingerprint[:16]}...){shipped}",
         f"schedule  {cfg.steps} steps = {cfg.epochs} epochs x {cfg.steps_per_epoch} steps, batch {cfg.batch_size}, "
         f"lr {sig(lrs.min())}..{sig(lrs.max())}, augment {cfg.augment}",
         f"indices   {coverage.summary()}",
@@ -370,6 +385,19 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--d-ref-lr", type=_number(0.0, 100.0, open_low=True), default=REFERENCE_LR,
                         help="learning rate of the reference runs of --d-ref measure:N (the verifier's choice, "
                              "never the proof's; default %(default)s with decays at 50%% and 75%%)")
+    verify.add_argument("--reference-data", action="store_true",
+                        help="for a proof that ships its data: report each shipped example's distance to the "
+                             "nearest example of the public dataset the manifest names (loaded whole)")
+    verify.add_argument("--max-data-distance", type=_number(0.0, math.inf, open_high=True), default=None,
+                        help="reject a proof shipping an example farther than this from every reference example "
+                             "(implies --reference-data)")
+    verify.add_argument("--data-distance-metric", choices=("l2", "linf"), default="linf",
+                        help="the metric --max-data-distance bounds (default %(default)s)")
+    verify.add_argument("--replay-augmentation", choices=("recorded", "redraw"), default="recorded",
+                        help="recorded: exact replay (default); redraw: re-draw data augmentation at replay, as "
+                             "the papers' reference code did (their replay noise)")
+    verify.add_argument("--augmentation-seed", type=_integer(0, MAX_SEED), default=None,
+                        help="seed of --replay-augmentation redraw (default: drawn from the OS, in the report)")
     verify.add_argument("--fail-fast", action="store_true", help="stop at the first failed check")
     verify.add_argument("--report", type=_report_path, help="write the full report as JSON to this file")
     verify.add_argument("--data-root", help="where downloaded datasets live")
@@ -385,6 +413,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                             help="refuse a proof whose model has more parameters (default %(default)s)")
         parser.add_argument("--max-index-entries", type=_integer(1), default=MAX_INDEX_ENTRIES,
                             help="refuse a proof with more steps x batch size indices (default %(default)s)")
+        parser.add_argument("--max-data-bytes", type=_integer(1), default=MAX_DATA_BYTES,
+                            help="refuse a proof shipping a larger data file (default %(default)s)")
 
     for parser in (prove, verify, inspect):
         parser.error = _one_line_error(parser.prog)  # type: ignore[method-assign]

@@ -5,7 +5,7 @@
 
 from polcore.data.batches import batch_sha256, get_batch, index_schedule, step_seed, steps_per_epoch
 from polcore.data.registry import DatasetUnavailable, dataset_names, load_dataset
-from polcore.data.tensors import TensorDataset
+from polcore.data.tensors import TensorDataset, quantise_uint8, uint8_levels
 
 __all__ = [
     "DatasetUnavailable",
@@ -15,6 +15,8 @@ __all__ = [
     "get_batch",
     "index_schedule",
     "load_dataset",
+    "quantise_uint8",
     "step_seed",
     "steps_per_epoch",
+    "uint8_levels",
 ]

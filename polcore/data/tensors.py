@@ -53,3 +53,17 @@ class TensorDataset:
         """The examples at `indices`, in that order (used for disjoint attacker/prover splits)."""
         idx = torch.as_tensor(indices, dtype=torch.int64, device=self.x.device)
         return TensorDataset(name or self.name, self.x[idx], self.y[idx], self.num_classes)
+
+
+def uint8_levels(x: torch.Tensor) -> torch.Tensor:
+    """x in the data domain [0, 1] rounded to the nearest of 256 levels k/255, as uint8 k
+    (values outside [0, 1] are clipped first: an 8-bit source cannot hold them)."""
+    return torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8)
+
+
+def quantise_uint8(data: TensorDataset) -> TensorDataset:
+    """`data` rounded to 8 bits (x -> round(255 x) / 255, clipped to [0, 1]): what survives when
+    data is stored as an 8-bit image, so an experiment can ask whether a spoof whose data was
+    optimised in float32 still passes once that data is an ordinary image file."""
+    x = uint8_levels(data.x).to(torch.float32) / 255
+    return TensorDataset(data.name, x, data.y, data.num_classes)

@@ -42,6 +42,7 @@ LRS_FILE = "lrs.npy"
 HASHES_FILE = "batch_sha256.txt"
 CHECKPOINT_HASHES_FILE = "checkpoint_sha256.txt"
 CHECKPOINT_DIR = "checkpoints"
+DATA_FILE = "data.safetensors"  # only in a proof that ships its training data (`DatasetRef.shipped`)
 LISTED_FILES = (INDICES_FILE, LRS_FILE, HASHES_FILE, CHECKPOINT_HASHES_FILE)  # their SHA-256 are in the manifest
 MAX_STEPS = 5_000_000
 MAX_SEED = 2**63 - 1
@@ -101,13 +102,20 @@ def _set_integer(obj: object, attr: str, field_name: str, low: int, high: int) -
 
 @dataclass(frozen=True)
 class DatasetRef:
-    """Which data the proof trained on: a name `load_dataset` knows, and a fingerprint to pin it."""
+    """Which data the proof trained on: a name `load_dataset` knows, and a fingerprint to pin it.
+
+    `shipped`: the proof carries its training data in `data.safetensors` (Jia et al.'s protocol:
+    the prover hands the verifier its data); `name`, `train` and `seed` then name the public
+    dataset the data claims to come from (the reference a verifier may compare it with), while
+    `size` and `fingerprint` are those of the shipped data, which is what replay uses.
+    """
 
     name: str
     size: int
     fingerprint: str
     train: bool = True
     seed: int = 0
+    shipped: bool = False
 
     def __post_init__(self) -> None:
         where = "dataset"
@@ -119,20 +127,32 @@ class DatasetRef:
         if not isinstance(self.train, bool):
             raise ProofError(MANIFEST_FILE, f"{where}.train", "must be true or false")
         _set_integer(self, "seed", f"{where}.seed", 0, MAX_SEED)
+        if not isinstance(self.shipped, bool):
+            raise ProofError(MANIFEST_FILE, f"{where}.shipped", "must be true or false")
 
     @classmethod
     def of(cls, data: TensorDataset, *, train: bool = True, seed: int = 0) -> DatasetRef:
         """The reference of a loaded dataset (`train`, `seed`: the arguments it was loaded with)."""
         return cls(data.name, len(data), data.fingerprint, train, seed)
 
+    def shipping(self, data: TensorDataset) -> DatasetRef:
+        """This reference with `data` shipped in the proof (the name stays: it is the reference)."""
+        return DatasetRef(self.name, len(data), data.fingerprint, self.train, self.seed, shipped=True)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "train": self.train, "size": self.size, "seed": self.seed,
-                "fingerprint": self.fingerprint}
+        doc = {"name": self.name, "train": self.train, "size": self.size, "seed": self.seed,
+               "fingerprint": self.fingerprint}
+        if self.shipped:  # absent when false: proofs without data keep their exact bytes
+            doc["shipped"] = True
+        return doc
 
     @classmethod
     def from_fields(cls, f: Fields) -> DatasetRef:
         """Read from the manifest; `__post_init__` checks every value."""
-        ref = cls(**{name: f.raw(name) for name in ("name", "size", "fingerprint", "train", "seed")})
+        names = ("name", "size", "fingerprint", "train", "seed") + (("shipped",) if "shipped" in f.keys() else ())  # noqa: SIM118
+        ref = cls(**{name: f.raw(name) for name in names})
+        if "shipped" in names and ref.shipped is not True:
+            raise f.error("shipped", "is written only when true")
         f.close()
         return ref
 
@@ -298,16 +318,24 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sha256, Mapping) or set(self.sha256) != set(LISTED_FILES):
-            raise ProofError(MANIFEST_FILE, "sha256", f"must give the SHA-256 of exactly {', '.join(LISTED_FILES)}")
-        for name in LISTED_FILES:
+        if not isinstance(self.config, ProofConfig):
+            raise ProofError(MANIFEST_FILE, "-", "config must be a ProofConfig")
+        listed = self.listed_files()
+        if not isinstance(self.sha256, Mapping) or set(self.sha256) != set(listed):
+            raise ProofError(MANIFEST_FILE, "sha256", f"must give the SHA-256 of exactly {', '.join(listed)}")
+        for name in listed:
             if not isinstance(self.sha256[name], str) or not HEX64.fullmatch(self.sha256[name]):
                 raise ProofError(MANIFEST_FILE, f"sha256.{name}", "must be 64 lowercase hex digits (SHA-256)")
-        object.__setattr__(self, "sha256", MappingProxyType({name: self.sha256[name] for name in LISTED_FILES}))
+        object.__setattr__(self, "sha256", MappingProxyType({name: self.sha256[name] for name in listed}))
         if not isinstance(self.polcore_version, str) or not _VERSION.fullmatch(self.polcore_version):
             raise ProofError(MANIFEST_FILE, "polcore_version", "is not a version string")
         if self.schema_version != SCHEMA_VERSION:
             raise ProofError(MANIFEST_FILE, "schema_version", f"must be {SCHEMA_VERSION}")
+
+    def listed_files(self) -> tuple[str, ...]:
+        """The files whose SHA-256 the manifest holds: the four per-step files, and the shipped
+        data when the proof carries it."""
+        return LISTED_FILES + ((DATA_FILE,) if self.config.dataset.shipped else ())
 
     def checkpoints(self) -> list[tuple[int, str]]:
         """(step, file) of every checkpoint, in step order."""
@@ -315,7 +343,7 @@ class Manifest:
 
     def files(self) -> list[str]:
         """Every file the proof consists of, besides `manifest.json` itself."""
-        return list(LISTED_FILES) + [name for _, name in self.checkpoints()]
+        return list(self.listed_files()) + [name for _, name in self.checkpoints()]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -347,7 +375,9 @@ class Manifest:
         version = f.string("polcore_version", pattern=_VERSION)
         hashes = f.obj("sha256")
         sha256 = {name: hashes.string(name, pattern=HEX64) for name in LISTED_FILES}
-        hashes.close()
         config = ProofConfig.from_fields(f, lambda steps: read_lrs(steps, sha256[LRS_FILE]))
+        if config.dataset.shipped:
+            sha256[DATA_FILE] = hashes.string(DATA_FILE, pattern=HEX64)
+        hashes.close()
         f.close()
         return cls(config, sha256, version)

@@ -8,11 +8,15 @@ Layout of a proof directory (schema 2)::
     batch_sha256.txt                T lines: SHA-256 of the exact bytes of every batch
     checkpoint_sha256.txt           one line per checkpoint (steps 0, k, 2k, ..., T): its SHA-256
     checkpoints/%08d.safetensors    model state_dict + SGD momentum after that many steps
+    data.safetensors                only when the proof ships its training data (`shipped` in the
+                                    manifest's dataset): x (uint8 or float32) and y (int64);
+                                    see `polcore.proof.shipped`
 
 Nothing is pickled: `.npy` is read header first (dtype, shape, size checked before the data), then
 taken as raw little-endian numbers; checkpoints are safetensors. Every size is bounded before
 anything is allocated: the manifest by MAX_MANIFEST_BYTES, the index table by `max_index_entries`,
-the model by `max_parameters` (sized on the meta device), each file by what its shape implies.
+the model by `max_parameters` (sized on the meta device), the shipped data by `max_data_bytes`,
+each file by what its shape implies.
 Every file is opened without following links and without blocking (a FIFO or a device named like
 a proof file is refused, never read); the directory the caller names may itself be a link.
 
@@ -40,13 +44,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 import polcore
+from polcore.data import TensorDataset
 from polcore.proof.errors import ProofError
 from polcore.proof.fields import HEX64
 from polcore.proof.manifest import (
     CHECKPOINT_DIR,
     CHECKPOINT_HASHES_FILE,
+    DATA_FILE,
     HASHES_FILE,
     INDICES_FILE,
     LRS_FILE,
@@ -57,6 +64,7 @@ from polcore.proof.manifest import (
     checkpoint_file,
     checkpoint_steps,
 )
+from polcore.proof.shipped import MAX_DATA_BYTES, decode_data, encode_data
 from polcore.proof.state import MAX_PARAMETERS, Checkpoint, ModelLayout, check_checkpoint, decode, encode
 
 # Entries of indices.npy a reader accepts by default (2 GiB of int64): ImageNet for 90 epochs
@@ -183,29 +191,43 @@ class ProofWriter:
         _write_synced(staging / checkpoint_file(checkpoint.step), data)
         self._hashes.append(sha256_hex(data))
 
-    def commit(self, indices: np.ndarray, batch_hashes: Sequence[str], *, meta: Mapping[str, Any] | None = None
-               ) -> Manifest:
+    def commit(self, indices: np.ndarray, batch_hashes: Sequence[str] | None = None, *,
+               meta: Mapping[str, Any] | None = None, data: TensorDataset | None = None) -> Manifest:
         """Write indices, learning rates, hashes and manifest, then move the proof into place;
         returns the manifest. `meta` adds informational notes known only at the end (wall time).
+
+        `data` ships the training data in the proof (`data.safetensors`; the config's dataset
+        reference becomes `shipping(data)`, see `ship_config`); `batch_hashes` then default to
+        the hashes of the batches `indices` draw from it. Without `data` they are required.
         """
         staging = self._staging()
         if meta:
             self.config = dataclasses.replace(self.config, meta={**self.config.meta, **meta})
+        if data is not None:
+            self.config = ship_config(self.config, data)
         if len(self._hashes) != len(self._expected):
             raise ProofError(CHECKPOINT_HASHES_FILE, "lines",
                              f"{len(self._hashes)} of {len(self._expected)} checkpoints written")
         indices = np.ascontiguousarray(indices)
         check_indices(indices, self.config)
+        if batch_hashes is None:
+            if data is None:
+                raise ValueError("batch_hashes are needed unless the proof ships its data")
+            from polcore.prover import hash_batches  # the prover imports this module
+
+            batch_hashes = hash_batches(data, indices, self.config)
         hashes = list(batch_hashes)
         check_batch_hashes(hashes, self.config)
         files = {INDICES_FILE: _npy_bytes(indices.astype("<i8", copy=False)),
                  LRS_FILE: _npy_bytes(self.config.lr_array().astype("<f8", copy=False)),
                  HASHES_FILE: _lines(hashes), CHECKPOINT_HASHES_FILE: _lines(self._hashes)}
-        manifest = Manifest(self.config, {name: sha256_hex(data) for name, data in files.items()},
+        if data is not None:
+            files[DATA_FILE] = encode_data(data)
+        manifest = Manifest(self.config, {name: sha256_hex(raw) for name, raw in files.items()},
                             polcore.__version__)
         text = manifest.to_bytes()
-        for name, data in files.items():
-            _write_synced(staging / name, data)
+        for name, raw in files.items():
+            _write_synced(staging / name, raw)
         _write_synced(staging / MANIFEST_FILE, text)
         _fsync_dir(staging / CHECKPOINT_DIR)
         _fsync_dir(staging)
@@ -234,20 +256,34 @@ class ProofWriter:
             self._tmp = None
 
 
+def ship_config(config: ProofConfig, data: TensorDataset) -> ProofConfig:
+    """`config` for a proof that ships `data`: the dataset reference keeps its name, split and
+    seed (the public dataset the data claims to come from) and takes the shipped data's size and
+    fingerprint; `steps_per_epoch` follows the size (it is size // batch size, always)."""
+    if len(data) < config.batch_size:
+        raise ProofError(DATA_FILE, "y", f"{len(data)} examples, fewer than one batch of {config.batch_size}")
+    return dataclasses.replace(config, dataset=config.dataset.shipping(data),
+                               steps_per_epoch=len(data) // config.batch_size)
+
+
 def write_proof(
     path: str | Path,
     config: ProofConfig,
     checkpoints: Iterable[Checkpoint],
     indices: np.ndarray,
-    batch_hashes: Sequence[str],
+    batch_hashes: Sequence[str] | None = None,
     *,
     replace: bool = False,
+    data: TensorDataset | None = None,
 ) -> Manifest:
-    """Write a whole proof at once (the spoofs' entry point): checkpoints at 0, k, 2k, ..., T."""
+    """Write a whole proof at once (the spoofs' entry point): checkpoints at 0, k, 2k, ..., T.
+
+    With `data`, the proof ships it (see `ProofWriter.commit`) and `batch_hashes` may be None
+    (computed from `data` and `indices`)."""
     with ProofWriter(path, config, replace=replace) as writer:
         for checkpoint in checkpoints:
             writer.add(checkpoint)
-        return writer.commit(indices, batch_hashes)
+        return writer.commit(indices, batch_hashes, data=data)
 
 
 def patch_proof_file(path: str | Path, name: str, data: bytes) -> None:
@@ -415,6 +451,7 @@ class Proof:
     batch_hashes: tuple[str, ...]
     checkpoint_sha256: tuple[str, ...]
     layout: ModelLayout
+    max_data_bytes: int = MAX_DATA_BYTES
 
     @property
     def config(self) -> ProofConfig:
@@ -438,6 +475,20 @@ class Proof:
         return decode(bytes(data), file=name, step=step, layout=self.layout,
                       momentum_allowed=_momentum_allowed(self.config))
 
+    @property
+    def ships_data(self) -> bool:
+        return self.config.dataset.shipped
+
+    def shipped_data(self, device: Any = "cpu") -> TensorDataset | None:
+        """The training data the proof carries, read and validated now (None: it ships none)."""
+        if not self.ships_data:
+            return None
+        data = _read_checked(self.path, DATA_FILE, max_bytes=self.max_data_bytes,
+                             sha256=self.manifest.sha256[DATA_FILE])
+        shipped = decode_data(data, self.config.dataset, self.config.model)
+        del data
+        return shipped if torch.device(device).type == "cpu" else shipped.to(device)
+
 
 def _check_limit(name: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -446,16 +497,18 @@ def _check_limit(name: str, value: Any) -> int:
 
 
 def read_proof(path: str | Path, *, check_checkpoints: bool = True, max_parameters: int = MAX_PARAMETERS,
-               max_index_entries: int = MAX_INDEX_ENTRIES) -> Proof:
+               max_index_entries: int = MAX_INDEX_ENTRIES, max_data_bytes: int = MAX_DATA_BYTES) -> Proof:
     """Read and validate the proof at `path`; any problem raises ProofError naming file and field.
 
-    With `check_checkpoints` (the default) every checkpoint file is also parsed and validated
-    once (shapes against the model spec, finite values); without it, only when loaded.
-    `max_parameters` (model size) and `max_index_entries` (T x batch size) bound what the reader
-    allocates; raise them to read a proof of a larger run.
+    With `check_checkpoints` (the default) every checkpoint file, and the shipped data if any,
+    is also parsed and validated once (shapes against the model spec, finite values, labels);
+    without it, only when loaded. `max_parameters` (model size), `max_index_entries` (T x batch
+    size) and `max_data_bytes` (the shipped data's file) bound what the reader allocates; raise
+    them to read a proof of a larger run.
     """
     _check_limit("max_parameters", max_parameters)
     _check_limit("max_index_entries", max_index_entries)
+    _check_limit("max_data_bytes", max_data_bytes)
     try:
         root = Path(path).resolve(strict=True)  # a link the caller typed is followed, once
     except (OSError, RuntimeError):
@@ -487,8 +540,9 @@ def read_proof(path: str | Path, *, check_checkpoints: bool = True, max_paramete
     checkpoint_hashes = _parse_lines(_read_checked(root, CHECKPOINT_HASHES_FILE, sha256=sha[CHECKPOINT_HASHES_FILE],
                                                    max_bytes=len(steps) * _HASH_LINE), CHECKPOINT_HASHES_FILE)
     check_hash_lines(checkpoint_hashes, len(steps), CHECKPOINT_HASHES_FILE, "checkpoints (steps 0, k, 2k, ..., T)")
-    proof = Proof(root, manifest, indices, tuple(batch_hashes), tuple(checkpoint_hashes), layout)
+    proof = Proof(root, manifest, indices, tuple(batch_hashes), tuple(checkpoint_hashes), layout, max_data_bytes)
     if check_checkpoints:
         for step in steps:
             proof.checkpoint(step)
+        proof.shipped_data()
     return proof

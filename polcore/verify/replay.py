@@ -44,9 +44,14 @@ def flat_buffers(state: dict[str, torch.Tensor] | object, names: list[str]) -> t
 class Replayer:
     """Replays intervals of one proof on one dataset and device."""
 
-    def __init__(self, proof: Proof, data: TensorDataset, device: torch.device | str = "cpu") -> None:
+    def __init__(self, proof: Proof, data: TensorDataset, device: torch.device | str = "cpu", *,
+                 aug_seed: int | None = None) -> None:
+        """`aug_seed` replaces the proof's augmentation seed (the verifier's "redraw" option):
+        the replayed batches then differ from the recorded ones by design, and their hashes are
+        not compared."""
         self.proof = proof
         self.data = data
+        self.aug_seed = aug_seed
         self.model = build_model(proof.config.model, seed=0).to(device)
         self._model64: torch.nn.Module | None = None
         self._lrs = proof.config.lr_array()
@@ -76,8 +81,11 @@ class Replayer:
         if dtype is not None:
             for state in optimizer.state.values():
                 state["momentum_buffer"] = state["momentum_buffer"].to(dtype)
+        seed = config.augment_seed if self.aug_seed is None else self.aug_seed
+        if self.aug_seed is not None:
+            hasher = None
         train(model, optimizer, self.data, self.proof.indices, self._lrs, start=checkpoint.step, stop=stop,
-              augment=config.augment, seed=config.augment_seed, progress=progress, dtype=dtype,
+              augment=config.augment, seed=seed, progress=progress, dtype=dtype,
               hook=(lambda r: hasher.add(r.x, r.y)) if hasher is not None else None)
         bad: list[int] = []
         if hasher is not None:

@@ -92,6 +92,9 @@ class VerificationReport:
     cost: Cost | None = None
     coverage: dict[str, Any] | None = None
     tolerances: dict[str, Any] | None = None
+    shipped_data: bool | None = None  # the proof carried its training data, and replay used it
+    data_distance: dict[str, Any] | None = None  # shipped examples vs the reference dataset (data_distance.py)
+    replay_augmentation: dict[str, Any] | None = None  # "recorded" or "redraw", and the redrawn seed
 
     @property
     def accepted(self) -> bool:

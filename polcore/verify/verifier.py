@@ -18,7 +18,13 @@ Beyond Algorithm 2 as printed:
 * the data check covers every step's batch hash, not only the replayed ones (it trains nothing),
   and reports how the index schedule covers the dataset;
 * the cost of the planned replay is counted (on the meta device, before anything is allocated)
-  and refused above `max_replay_flops`.
+  and refused above `max_replay_flops`;
+* a proof may ship its training data (Jia et al.'s protocol); replay then uses the shipped data,
+  and with `reference_data` the verifier reports how far each shipped example trained on lies
+  from the nearest reference example (`data_distance`), rejecting beyond `max_data_distance`;
+* `replay_augmentation="redraw"` emulates the reference implementations' replay noise (Zhang
+  et al.'s and Jia et al.'s code re-drew data augmentation at verification, not logged): the
+  honest proof's error under it is the tolerance those papers calibrate against.
 
 Any error that is not a judgement (a malformed proof, or anything unexpected) gives the decision
 "invalid", never "rejected" or "accepted".
@@ -28,10 +34,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -43,6 +51,7 @@ from polcore.proof import Proof, ProofError, read_proof
 from polcore.proof.manifest import MANIFEST_FILE
 from polcore.prover import hash_batches
 from polcore.verify.cost import meta_model, meta_step_flops
+from polcore.verify.data_distance import DISTANCE_METRICS, nearest_distances
 from polcore.verify.distances import METRICS, NORM_METRICS, Metric, check_metrics, distances, norm
 from polcore.verify.init_check import Correction, InitCheck, check_init
 from polcore.verify.replay import Replay, Replayer, flat_buffers
@@ -54,6 +63,7 @@ from polcore.verify.thresholds import Adaptive, Calibrated, Threshold, Threshold
 DEFAULT_MAX_REPLAY_FLOPS = 1e17  # ~2x a whole 200-epoch ResNet-50/CIFAR-100 run; raise it on purpose
 DEFAULT_MAX_HASH_BYTES = 1e12  # the data check hashes every step's batch: ~8x CIFAR-10 x 200 epochs
 MOMENTUM_KEY = "momentum"  # the extra top-Q ranking: ||m_{t+k} - m_t||
+ReplayAugmentation = Literal["recorded", "redraw"]
 
 
 class Verifier:
@@ -93,6 +103,20 @@ class Verifier:
             that setting only to show what the defence changes.
         state_checks: compare the replayed SGD momentum and BatchNorm statistics with the recorded
             ones (default on). Off, only weights are compared, as in Algorithm 2 as printed.
+        reference_data: a public dataset to compare a proof's shipped data with (for a proof
+            that ships none it is unused). Each shipped example the proof trains on is reported
+            with its l2 and linf distance to the nearest reference example (`data_distance`).
+        max_data_distance: reject when a shipped example lies farther than this from every
+            reference example, in `data_distance_metric` (default linf, the perturbation budget
+            of adversarial examples); None (default) only reports.
+        replay_augmentation: "recorded" (default): replay draws each step's augmentation from the
+            proof's recorded seed, so replay is exact. "redraw": the verifier draws it anew from
+            `augmentation_seed` (from the OS when None, recorded in the report), as Zhang et
+            al.'s and Jia et al.'s reference code did (augmentation was not logged); replayed
+            batches then differ from the recorded ones by design, so their hashes are not
+            compared (the data check still hashes every step with the recorded seed). The
+            honest proof's error under "redraw" is the paper's tolerance. No effect on a proof
+            without augmentation.
         device: where replays run.
         fail_fast: stop at the first failed check (Algorithm 2) instead of reporting all.
         progress: show a tqdm bar over replayed intervals.
@@ -115,6 +139,11 @@ class Verifier:
         max_hash_bytes: float = DEFAULT_MAX_HASH_BYTES,
         chain: bool = True,
         state_checks: bool = True,
+        reference_data: TensorDataset | None = None,
+        max_data_distance: float | None = None,
+        data_distance_metric: str = "linf",
+        replay_augmentation: ReplayAugmentation = "recorded",
+        augmentation_seed: int | None = None,
         device: torch.device | str = "cpu",
         fail_fast: bool = False,
         progress: bool = False,
@@ -153,6 +182,22 @@ class Verifier:
         self.max_replay_flops = float(max_replay_flops)
         self.chain = bool(chain)
         self.state_checks = bool(state_checks)
+        if reference_data is not None and not isinstance(reference_data, TensorDataset):
+            raise ValueError("reference_data must be a TensorDataset")
+        if max_data_distance is not None and not (isinstance(max_data_distance, (int, float))
+                                                  and math.isfinite(max_data_distance) and max_data_distance >= 0):
+            raise ValueError(f"max_data_distance must be a finite number >= 0, got {max_data_distance}")
+        if data_distance_metric not in DISTANCE_METRICS:
+            raise ValueError(f"data_distance_metric must be one of {', '.join(DISTANCE_METRICS)}")
+        if replay_augmentation not in ("recorded", "redraw"):
+            raise ValueError(f"replay_augmentation must be 'recorded' or 'redraw', got {replay_augmentation!r}")
+        if augmentation_seed is not None and not (isinstance(augmentation_seed, int) and augmentation_seed >= 0):
+            raise ValueError(f"augmentation_seed must be an integer >= 0, got {augmentation_seed!r}")
+        self.reference_data = reference_data
+        self.max_data_distance = None if max_data_distance is None else float(max_data_distance)
+        self.data_distance_metric = data_distance_metric
+        self.replay_augmentation: ReplayAugmentation = replay_augmentation
+        self.augmentation_seed = augmentation_seed
         self.device = torch.device(device)
         self.fail_fast = fail_fast
         self.progress = progress
@@ -163,11 +208,12 @@ class Verifier:
                     data_root: str | Path | None = None) -> VerificationReport:
         """Read the proof at `path` and verify it; an invalid proof gives decision "invalid".
 
-        Without `data`, the dataset the manifest names is loaded (`data_root` for downloads).
+        Without `data`, the dataset the manifest names is loaded (`data_root` for downloads),
+        unless the proof ships its data (see `verify`).
         """
         try:
             proof = read_proof(path)
-            if data is None:
+            if data is None and not proof.ships_data:
                 data = proof_dataset(proof, device=self.device, root=data_root)
         except ProofError as err:
             return self.invalid(path, err)
@@ -179,19 +225,32 @@ class Verifier:
         """The report of a proof that could not be read or does not fit its own claims."""
         return self._report("invalid", [Reason("invalid", str(error))], str(path))
 
-    def verify(self, proof: Proof, data: TensorDataset) -> VerificationReport:
-        """Run every check on a proof already read, against `data`."""
+    def verify(self, proof: Proof, data: TensorDataset | None = None) -> VerificationReport:
+        """Run every check on a proof already read, against `data`.
+
+        A proof that ships its data is replayed from that data (it is what the prover claims it
+        trained on); a `data` given with it then serves as the reference dataset, unless the
+        verifier has its own `reference_data`. Without `data`, a proof that ships none is checked
+        against the dataset its manifest names.
+        """
         try:
-            return self._verify(proof, data)
+            shipped = proof.shipped_data(self.device)
+            reference = self.reference_data if self.reference_data is not None else data
+            if shipped is not None:
+                data = shipped
+            elif data is None:
+                data = proof_dataset(proof, device=self.device)
+            return self._verify(proof, data, reference if shipped is not None else None)
         except ProofError as err:
             return self.invalid(proof.path, err)
         except Exception as err:  # noqa: BLE001 - a verifier never turns a crash into a judgement
             return self.invalid(proof.path, _unexpected(err))
 
-    def _verify(self, proof: Proof, data: TensorDataset) -> VerificationReport:
+    def _verify(self, proof: Proof, data: TensorDataset, reference: TensorDataset | None) -> VerificationReport:
         start = time.perf_counter()
         config = proof.config
         reasons: list[Reason] = []
+        aug_seed = self._augmentation_seed(proof)
         matches = len(data) == config.dataset.size and data.fingerprint == config.dataset.fingerprint
         if not matches:
             reasons.append(Reason("data", f"dataset {data.name} ({len(data)} examples) is not the one the proof "
@@ -214,6 +273,10 @@ class Verifier:
                              f"verifier's limit of {self.max_hash_bytes:.3g} (raise the limit to verify it anyway)")
         if matches:
             reasons += self._check_data(proof, data, coverage)
+        data_distance = None
+        if reference is not None and matches:
+            data_distance, why = self._data_distance(proof, data, reference)
+            reasons += why
         intervals = intervals_of(config)
         magnitudes = self._magnitudes(proof, intervals) if self.policy.needs_magnitudes else None
         selected = self.policy.select(intervals, magnitudes)
@@ -228,7 +291,7 @@ class Verifier:
                              f"to verify it anyway)")
         results: list[IntervalResult] = []
         if matches and not (self.fail_fast and reasons):
-            replayer = Replayer(proof, data, self.device)
+            replayer = Replayer(proof, data, self.device, aug_seed=aug_seed)
             for i, role in tqdm(plan.items(), desc="verify", leave=False, disable=not self.progress):
                 results.append(self._check_interval(proof, replayer, intervals[i], role))
                 if self.fail_fast and not results[-1].passed:
@@ -237,9 +300,38 @@ class Verifier:
         cost = self._cost(proof, results, flops, time.perf_counter() - start)
         return self._report("rejected" if reasons else "accepted", reasons, str(proof.path), init=init,
                             dataset_matches=matches, selected=selected, intervals=results, cost=cost,
-                            coverage=coverage.to_dict())
+                            coverage=coverage.to_dict(), shipped_data=proof.ships_data,
+                            data_distance=data_distance,
+                            replay_augmentation={"mode": self.replay_augmentation, "seed": aug_seed,
+                                                 "proof_augments": config.augment})
 
     # ---- the checks -------------------------------------------------------------------------
+
+    def _augmentation_seed(self, proof: Proof) -> int | None:
+        """The augmentation seed replay draws from: None (the proof's recorded one), or under
+        "redraw" the verifier's own (from the OS unless fixed), when the proof augments at all."""
+        if self.replay_augmentation == "recorded" or not proof.config.augment:
+            return None
+        return self.augmentation_seed if self.augmentation_seed is not None else secrets.randbits(63)
+
+    def _data_distance(self, proof: Proof, data: TensorDataset, reference: TensorDataset
+                       ) -> tuple[dict, list[Reason]]:
+        """Distances of the shipped examples the proof trains on to the nearest reference example."""
+        rows = np.unique(proof.indices)
+        found = nearest_distances(data, reference, rows)
+        summary = found.summary(self.max_data_distance, self.data_distance_metric)
+        if self.max_data_distance is None:
+            return summary, []
+        if not found.comparable:
+            return summary, [Reason("data", f"the shipped inputs {tuple(data.x.shape[1:])} cannot be compared with "
+                                            f"reference {reference.name}'s {tuple(reference.x.shape[1:])}")]
+        values = found.nearest[self.data_distance_metric]
+        beyond = int((values > self.max_data_distance).sum())
+        if not beyond:
+            return summary, []
+        return summary, [Reason("data", f"{beyond} of {len(values)} shipped examples trained on lie farther than "
+                                        f"{self.max_data_distance:.3g} ({self.data_distance_metric}) from every "
+                                        f"example of {reference.name}; largest {values.max():.3g}")]
 
     def _check_init(self, proof: Proof) -> InitCheck:
         declared = init_distributions(meta_model(proof.config.model))
@@ -332,19 +424,37 @@ class Verifier:
                                               "init_alpha": self.init_alpha,
                                               "max_replay_flops": self.max_replay_flops,
                                               "max_hash_bytes": self.max_hash_bytes, "chain": self.chain,
-                                              "state_checks": self.state_checks},
+                                              "state_checks": self.state_checks,
+                                              "max_data_distance": self.max_data_distance,
+                                              "data_distance_metric": self.data_distance_metric,
+                                              "replay_augmentation": self.replay_augmentation},
                                   **fields)  # type: ignore[arg-type]
 
 
 def proof_dataset(proof: Proof, *, device: torch.device | str = "cpu", root: str | Path | None = None
                   ) -> TensorDataset:
-    """The dataset a proof names, loaded as it claims (split, size, seed); its fingerprint is
-    compared by `Verifier.verify`. Raises DatasetUnavailable when it is not on disk."""
+    """The data a proof trained on: the data it ships, or else the dataset it names, loaded as
+    it claims (split, size, seed; its fingerprint is compared by `Verifier.verify`). Raises
+    DatasetUnavailable when a named dataset is not on disk."""
+    shipped = proof.shipped_data(device)
+    if shipped is not None:
+        return shipped
     ref = proof.config.dataset
     try:
         return load_dataset(ref.name, train=ref.train, size=ref.size, seed=ref.seed, root=root, device=device)
     except ValueError as err:  # an unknown name, or a size the dataset does not have
         raise ProofError(MANIFEST_FILE, "dataset", str(err)) from None
+
+
+def reference_dataset(proof: Proof, *, device: torch.device | str = "cpu", root: str | Path | None = None
+                      ) -> TensorDataset:
+    """The public dataset a proof's data claims to come from, whole (the split and seed its
+    manifest names, every example): the reference for the data-distance check."""
+    ref = proof.config.dataset
+    try:
+        return load_dataset(ref.name, train=ref.train, seed=ref.seed, root=root, device=device)
+    except ValueError as err:
+        raise ProofError(MANIFEST_FILE, "dataset.name", str(err)) from None
 
 
 def _unexpected(err: Exception) -> ProofError:
