@@ -141,6 +141,52 @@ class FangSetup:
     attack2_steps: int | None = None  # steps of the Attack II spoofs (None: the row's whole run)
 
 
+# ---- helper E: Fang et al. Sec. 7.2, App. C (F-fig6..8); Sec. 5, App. B, D (F-cost, F-L56) ----------
+@dataclass(frozen=True)
+class FangStochasticSetup:
+    """Fang et al.'s stochastic-spoofing probes and cost analysis. `rows` are the victims' honest
+    setups (paper: CIFAR-10/ResNet-20 and CIFAR-100/ResNet-50, F-tab1's rows, so d_ref is F-tab1's
+    measured distance); Figs. 7 and 8 use rows[0]. `stages` are fractions of the training budget at
+    which the per-example probe (Figs. 6, 12, 13) looks at the adversary's oracle-trained model."""
+
+    rows: tuple[TrainSetup, ...]
+    stages: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+    probe_chunk: int = 256  # examples per vmap chunk of per-example gradients (capped by memory)
+    synth_batch: int = 128  # Fig. 7: synthetic examples (one batch)
+    synth_iterations: int = 2000  # Fig. 7: alternating data / SGD iterations
+    synth_data_lr: float = 0.01  # Adam on the synthetic inputs
+    rna_rounds_per_epoch: int = 10  # App. C: 10 RNA steps per epoch
+    rna_runs: int = 5  # Fig. 8: 5 runs (confidence band)
+    rna_lr_factors: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)  # the attacker's lr sweep, x the row's lr
+    calibration_factor: float = 100.0  # the bar: a calibrated verifier's tolerance, x benign error
+    cost_attack2_iterations: int = 10  # App. B's n for Attack 2's formula and our measured run
+
+
+# ---- helper C: Zhang et al. Attacks I-III (Z-A1, Z-A2-opt, Z-A2, Z-A3, Z-Cor1, Z-nonoverlap, Z-acc, Z-hw) --
+@dataclass(frozen=True)
+class ZhangSetup:
+    """Zhang et al.'s spoofs. `rows` are the victims' honest runs (trained WITH augmentation, so the
+    paper's tolerance, the honest error under augmentation re-drawn at verification, is measured);
+    rows[0] also carries Attack I, Corollary 1, the disjoint-data runs, accuracy and threads.
+    `t_primes` is the sweep of T' for Attacks II and III; `gamma` Attack II's per-step stop (l2),
+    `gamma3 - sigma` Attack III's per-interval stop; `iterations` N, `lr` Adam's step on R."""
+
+    rows: tuple[TrainSetup, ...]
+    t_primes: tuple[int, ...]
+    attack1_fraction: float = 1.0  # Attack I's T' as a fraction of the victim's T (the paper: about equal time)
+    gamma: float = 0.01
+    gamma3: float = 1.0
+    sigma: float = 0.1
+    iterations: int = 10
+    lr: float = 0.05
+    r_weight: float = 1e-3
+    retries: int = 1
+    n_reference_runs: int = 2
+    calibration_factor: float = 100.0
+    hvp_iterations: int = 10  # Corollary 1: power iterations for the Hessian's spectral norm
+    threads: tuple[int, ...] = (1, 2)  # Z-hw: the attacker's CPU threads (the prover uses the largest)
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -150,6 +196,8 @@ class Profile:
     pol: PolSetup
     forging: ForgingSetup | None = None
     fang: FangSetup | None = None  # helper D's block
+    fang_stochastic: FangStochasticSetup | None = None  # helper E's block
+    zhang: ZhangSetup | None = None  # helper C's block
 
 
 # ---- cpu: scikit-learn digits (1,437 train images, 1x8x8) and small ResNets -------------------
@@ -258,6 +306,32 @@ _SMOKE_FANG = FangSetup(rows=(_SMOKE_TRAIN,), adaptive_runs=2, blindfold_k=1, bl
                         attack2_k=4, attack2_delta=0.1)
 
 
+# ---- helper E: Fang et al.'s stochastic spoofing and costs (F-fig6, F-fig7, F-fig8, F-cost, F-L56) ----
+_CPU_STOCHASTIC = FangStochasticSetup(rows=(_CPU_TRAIN, _CPU_TRAIN_WIDE), stages=(0.0, 0.25, 0.5, 1.0),
+                                      synth_batch=32, synth_iterations=150)
+_PAPER_STOCHASTIC = FangStochasticSetup(rows=(_PAPER_TRAIN, _PAPER_TRAIN_C100))
+_SMOKE_STOCHASTIC = FangStochasticSetup(rows=(_SMOKE_TRAIN,), stages=(0.0, 1.0), synth_batch=8, synth_iterations=12,
+                                        rna_runs=2, rna_lr_factors=(0.1, 1.0, 10.0), cost_attack2_iterations=2)
+
+
+# ---- helper C: Zhang et al.'s Attacks I-III ------------------------------------------------------------
+# cpu: a CIFAR-shaped generated dataset (flip + crop make sense on 32x32 images; on 8x8 digits a
+# 4-pixel crop destroys them) and a one-hidden-layer MLP, so T = 24 x 64 = 1,536 honest steps cost
+# little and the sweep of T' reaches T' / T = 1/3; k / S = 16 / 64 as the paper's 100 / 390.
+_CPU_ZHANG_TRAIN = TrainSetup(dataset="synthetic-cifar", model="mlp",
+                              model_kwargs={"in_features": 3072, "hidden": 64, "num_classes": 10}, epochs=24,
+                              batch_size=32, k=16, lr=0.05, lr_milestones=(0.5, 0.75), augment=True, train_size=2048)
+_CPU_ZHANG = ZhangSetup(rows=(_CPU_ZHANG_TRAIN,), t_primes=(64, 128, 256, 512), attack1_fraction=0.5, gamma=0.02,
+                        gamma3=1.0, sigma=0.1, iterations=10, lr=0.05)
+_PAPER_ZHANG = ZhangSetup(rows=(_PAPER_TRAIN, _PAPER_TRAIN_C100), t_primes=(500, 1000, 2000, 4000, 6000),
+                          gamma=0.01, gamma3=0.5, sigma=0.05, iterations=10, lr=0.01)
+_SMOKE_ZHANG = ZhangSetup(rows=(replace(_CPU_ZHANG_TRAIN, model_kwargs={"in_features": 3072, "hidden": 32,
+                                                                        "num_classes": 10},
+                                        epochs=2, train_size=256, k=4),),
+                          t_primes=(8, 16), attack1_fraction=0.5, iterations=3, n_reference_runs=2,
+                          hvp_iterations=3)
+
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -267,6 +341,8 @@ PROFILES: dict[str, Profile] = {
         pol=PolSetup(_SMOKE_TRAIN, q_values=(1, 2), n_reference_runs=1),
         forging=_SMOKE_FORGING,
         fang=_SMOKE_FANG,
+        fang_stochastic=_SMOKE_STOCHASTIC,
+        zhang=_SMOKE_ZHANG,
     ),
     "cpu": Profile(
         name="cpu",
@@ -276,6 +352,8 @@ PROFILES: dict[str, Profile] = {
         pol=PolSetup(_CPU_TRAIN, q_values=(1, 3, 5), n_reference_runs=2),
         forging=_CPU_FORGING,
         fang=_CPU_FANG,
+        fang_stochastic=_CPU_STOCHASTIC,
+        zhang=_CPU_ZHANG,
     ),
     "paper": Profile(
         name="paper",
@@ -285,6 +363,8 @@ PROFILES: dict[str, Profile] = {
         pol=PolSetup(_PAPER_TRAIN, q_values=(1, 3, 5), n_reference_runs=2),
         forging=_PAPER_FORGING,
         fang=_PAPER_FANG,
+        fang_stochastic=_PAPER_STOCHASTIC,
+        zhang=_PAPER_ZHANG,
     ),
 }
 
@@ -298,6 +378,7 @@ def get_profile(name: str) -> Profile:
 
 # ---- the paper profile's dry run: every code path, a handful of steps on the CPU -----------------
 DRY_RUN_SUFFIX = "-dry"
+DRY_RUN_TEST_IMAGES = 16  # per generated test set: a test-set pass of ResNet-50 over 128 CIFAR images is ~20 s on a CPU
 
 
 def _dry_train(setup: TrainSetup, *, batch_size: int = 2, steps_per_epoch: int = 3, epochs: int = 2,
@@ -322,6 +403,23 @@ def _dry_fang(fang: FangSetup | None) -> FangSetup | None:
         return None
     return replace(fang, rows=tuple(_dry_train(r) for r in fang.rows), adaptive_runs=2, blindfold_k=1, blindfold_q=1,
                    verifier_qs=(1, 2), attack2_k=2, attack2_steps=None)
+
+
+def _dry_stochastic(setup: FangStochasticSetup | None) -> FangStochasticSetup | None:
+    """Helper E's block cut for a dry run: 3 steps an epoch, two stages, a few iterations and runs."""
+    if setup is None:
+        return None
+    return replace(setup, rows=tuple(_dry_train(r) for r in setup.rows), stages=(0.0, 1.0), probe_chunk=4,
+                   synth_batch=4, synth_iterations=3, rna_runs=2, rna_lr_factors=(0.1, 1.0, 10.0),
+                   cost_attack2_iterations=2)
+
+
+def _dry_zhang(setup: ZhangSetup | None) -> ZhangSetup | None:
+    """Helper C's block cut for a dry run: 3 steps an epoch, T' of 4, two adversarial iterations."""
+    if setup is None:
+        return None
+    return replace(setup, rows=tuple(_dry_train(r) for r in setup.rows), t_primes=(4,), iterations=2, retries=1,
+                   hvp_iterations=2, threads=(1,))
 
 
 def dry_run_profile(name: str = "paper") -> Profile:
@@ -349,4 +447,6 @@ def dry_run_profile(name: str = "paper") -> Profile:
         pol=replace(base.pol, train=_dry_train(base.pol.train), n_reference_runs=2),
         forging=forging,
         fang=_dry_fang(base.fang),
+        fang_stochastic=_dry_stochastic(base.fang_stochastic),
+        zhang=_dry_zhang(base.zhang),
     )

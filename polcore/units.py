@@ -427,9 +427,19 @@ def train_setup(config: Mapping[str, Any]) -> Any:
     return TrainSetup(**values)
 
 
+def forging_setup(config: Mapping[str, Any]) -> Any:
+    """A `ForgingSetup` from its `dataclasses.asdict` (train setups rebuilt, lists back to tuples)."""
+    from polcore.profiles import ForgingSetup
+
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    for key in ("lenet", "vgg", "logreg"):
+        values[key] = train_setup(values[key])
+    return ForgingSetup(**values)
+
+
 def unit_seconds(units: Iterable[StoredUnit]) -> float:
     return float(sum(u.wall_time_s for u in units))
 
 
 __all__ = ["Done", "Job", "StoredUnit", "Unit", "UnitContext", "UnitOutput", "UnitStatus", "UnitStore",
-           "comparable", "execute", "run_units", "statuses", "train_setup", "waves"]
+           "comparable", "execute", "forging_setup", "run_units", "statuses", "train_setup", "waves"]

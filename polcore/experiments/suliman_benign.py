@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from polcore.models import build_model, count_parameters
 from polcore.profiles import ForgingSetup, TrainSetup
 from polcore.report import sig
 from polcore.results import Result, claim_with_verdict
-from polcore.runtime import make_deterministic
+from polcore.units import StoredUnit, Unit, UnitContext, UnitOutput, forging_setup
 from polcore.verify import All, Static, Verifier
 
 EXPERIMENT = "suliman_benign"
@@ -158,27 +159,59 @@ def config_for(fs: ForgingSetup) -> dict[str, Any]:
             "orders_of_magnitude": ORDERS_OF_MAGNITUDE}
 
 
-def compute(profile_name: str, fs: ForgingSetup, device: torch.device) -> Result:
-    make_deterministic()
-    rows, arrays, summaries = table_rows(fs), {}, []
-    for i, row in enumerate(rows):
-        matrix, missing, forgeries, n_points = measure_row(row, fs, device)
-        greedy = np.array([f.error for f in forgeries])
-        arrays[f"noise_{i}"], arrays[f"greedy_{i}"] = matrix.err, greedy
-        record = greedy_record(forgeries, n_points=n_points, n_candidates=fs.greedy_candidates)
-        arrays[f"greedy_curves_{i}"] = record.curve_array()
-        arrays[f"greedy_convergence_{i}"] = np.asarray(record.convergence_curve)
-        summaries.append({
-            **tab1_row(row.label, matrix.largest(), forgeries, n_points=n_points,
-                       n_candidates=fs.greedy_candidates, batch_size=row.batch_size),
-            "kind": row.kind, "paper_label": row.paper_label, "batch_size": row.batch_size,
-            "paper_batch_size": row.paper_batch_size,
-            "parameters": count_parameters(build_model(row.setup.model_spec(), seed=SEED)),
-            "settings": matrix.names, "devices": [s.device for s in matrix.settings], "missing": missing,
-            **noise_summary(matrix),
-        })
-    # The verifier's threshold comes from the benign noise of the proof's own model and batch size.
-    proofs = judge_proofs(rows[0], fs, CALIBRATION * float(arrays["noise_0"].max()), device)
+def _row_of(ctx: UnitContext) -> tuple[Row, ForgingSetup]:
+    fs = forging_setup(ctx.config["forging"])
+    return table_rows(fs)[ctx.config["row"]], fs
+
+
+def unit_row(ctx: UnitContext) -> UnitOutput:
+    """One row of Table 1: its noise matrix (Table 3), the greedy forgeries and their evidence."""
+    row, fs = _row_of(ctx)
+    matrix, missing, forgeries, n_points = measure_row(row, fs, ctx.device)
+    record = greedy_record(forgeries, n_points=n_points, n_candidates=fs.greedy_candidates)
+    arrays = {"noise": matrix.err, "greedy": np.array([f.error for f in forgeries]),
+              "greedy_curves": record.curve_array(), "greedy_convergence": np.asarray(record.convergence_curve)}
+    summary = {
+        **tab1_row(row.label, matrix.largest(), forgeries, n_points=n_points,
+                   n_candidates=fs.greedy_candidates, batch_size=row.batch_size),
+        "kind": row.kind, "paper_label": row.paper_label, "batch_size": row.batch_size,
+        "paper_batch_size": row.paper_batch_size,
+        "parameters": count_parameters(build_model(row.setup.model_spec(), seed=SEED)),
+        "settings": matrix.names, "devices": [s.device for s in matrix.settings], "missing": missing,
+        **noise_summary(matrix),
+    }
+    return UnitOutput(data=summary, arrays=arrays)
+
+
+def unit_proofs(ctx: UnitContext) -> UnitOutput:
+    """The honest and the greedily forged proof, judged with a static delta calibrated on the benign
+    noise of the proof's own model and batch size (row 0's)."""
+    row, fs = _row_of(ctx)
+    delta = CALIBRATION * float(ctx.inputs["row0"].arrays["noise"].max())
+    return UnitOutput(data=judge_proofs(row, fs, delta, ctx.device))
+
+
+def units(profile_name: str, fs: ForgingSetup) -> list[Unit]:
+    """One unit per row of Table 1, then the proofs (after row 0, whose noise sets the threshold)."""
+    base = {"forging": dataclasses.asdict(fs), "seed": SEED}
+    rows = table_rows(fs)
+    out = [Unit(f"row{i}", unit_row, {**base, "row": i}, steps=fs.n_steps * (1 + fs.greedy_candidates),
+                probe=dataclasses.replace(row.setup, batch_size=row.batch_size)) for i, row in enumerate(rows)]
+    out.append(Unit("proofs", unit_proofs, {**base, "row": 0, "calibration": CALIBRATION}, needs=("row0",),
+                    steps=2 * fs.proof_steps * (1 + fs.greedy_candidates),
+                    probe=dataclasses.replace(rows[0].setup, batch_size=rows[0].batch_size)))
+    return out
+
+
+def reduce(profile_name: str, fs: ForgingSetup, stored: Mapping[str, StoredUnit]) -> Result:
+    """Table 1, Table 3 and the proofs from the units, with the keys the page reads."""
+    summaries, arrays = [], {}
+    for i in range(len(table_rows(fs))):
+        unit = stored[f"row{i}"]
+        summaries.append(unit.data)
+        for key in ("noise", "greedy", "greedy_curves", "greedy_convergence"):
+            arrays[f"{key}_{i}"] = unit.arrays[key]
+    proofs = stored["proofs"].data
     return Result(EXPERIMENT, profile_name, config_for(fs), {"rows": summaries, "proofs": proofs}, arrays,
                   claims=claims(summaries, proofs))
 
@@ -264,4 +297,4 @@ def fooling_probe(mode: str) -> Any:
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """S-tab1 and S-tab3 at `profile`: the stored result when fresh, else a new run (stored)."""
     return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.forging, config=config_for,
-                                  datasets=lambda fs: (fs.lenet.dataset, fs.vgg.dataset), compute=compute)
+                                  datasets=lambda fs: (fs.lenet.dataset, fs.vgg.dataset), units=units, reduce=reduce)

@@ -18,6 +18,8 @@ On one logged plain SGD step of a trained logistic regression per batch size:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,7 @@ from polcore.models import build_model
 from polcore.profiles import ForgingSetup
 from polcore.report import sig
 from polcore.results import Result, claim_result, claim_with_verdict
-from polcore.runtime import make_deterministic
+from polcore.units import StoredUnit, Unit, UnitContext, UnitOutput, forging_setup
 
 EXPERIMENT = "suliman_logreg"
 SEED = 0
@@ -51,6 +53,8 @@ PAPER_SHUFFLE = 1e-8
 """Fig. 4: shuffle errors 'on the order of 1e-8'."""
 ORDER = 10.0
 """'On the order of': within one order of magnitude (a factor of 10 either way)."""
+BEYOND_STARTS = ("prop2", "random")
+"""The in-domain searches' starts: the projected Prop. 2 batch and a random real batch."""
 
 
 def measure_batch(fs: ForgingSetup, data: TensorDataset, batch_size: int, device: torch.device) -> dict[str, Any]:
@@ -68,10 +72,11 @@ def measure_batch(fs: ForgingSetup, data: TensorDataset, batch_size: int, device
             "domain": domain_violation(forged.x, forged.y)}
 
 
-def beyond(m: dict[str, Any], fs: ForgingSetup, data: TensorDataset, device: torch.device) -> dict[str, Any]:
+def beyond(m: dict[str, Any], fs: ForgingSetup, data: TensorDataset, device: torch.device,
+           starts: tuple[str, ...] = BEYOND_STARTS) -> dict[str, Any]:
     """In-domain forging of the logged step: L-BFGS-B in the box (and projected Adam, for
-    comparison) from the projected Prop. 2 batch and from a random real batch, labels fixed to the
-    logged ones; each replayed in float32 by the verifier's step."""
+    comparison) from the projected Prop. 2 batch and from a random real batch (`starts`), labels
+    fixed to the logged ones; each replayed in float32 by the verifier's step."""
     logs, model = m["logs"], m["model"]
     start, target = logs.starts[0].to(device), logs.updated[0]
     load_flat_params_(model, start)
@@ -83,6 +88,8 @@ def beyond(m: dict[str, Any], fs: ForgingSetup, data: TensorDataset, device: tor
     band = float(m["shuffles"].max())
     out: dict[str, Any] = {"projected_error": step_error(model, start, target, xp, yp, fs.eta), "band": band}
     for name, x0 in (("prop2", xp), ("random", xr)):
+        if name not in starts:
+            continue
         adam = in_domain_forge(model, start, target_grad, x0, labels, eta=fs.eta, iterations=fs.domain_iterations,
                                lr=fs.domain_lr)
         out[f"{name}_curve"] = adam.errors
@@ -106,29 +113,80 @@ def config_for(fs: ForgingSetup) -> dict[str, Any]:
             "parallel": PARALLEL, "paper_shuffle": PAPER_SHUFFLE, "order": ORDER}
 
 
-def compute(profile_name: str, fs: ForgingSetup, device: torch.device) -> Result:
-    make_deterministic()
+def _first(ctx: UnitContext) -> tuple[ForgingSetup, TensorDataset, dict[str, Any]]:
+    """The setup, the data and the first batch size's logged step (recomputed: it is cheap and
+    deterministic, so the Prop. 1 and in-domain units need no files from another unit)."""
+    fs = forging_setup(ctx.config["forging"])
     data = load_data(fs.logreg)
-    batches = [measure_batch(fs, data, b, device) for b in fs.logreg_batch_sizes]
-    first = batches[0]
+    return fs, data, measure_batch(fs, data, ctx.config["batch_size"], ctx.device)
+
+
+def unit_batch(ctx: UnitContext) -> UnitOutput:
+    """Fig. 4 and Prop. 2 at one batch size: shuffle errors, the closed-form forgery, its domain."""
+    _, _, m = _first(ctx)
+    row = {"batch_size": m["batch_size"], "rank": m["rank"], "prop2_error": m["prop2_error"], **m["domain"],
+           "shuffle_median": float(np.median(m["shuffles"])), "shuffle_max": float(m["shuffles"].max()),
+           "shuffle_zero_fraction": float((m["shuffles"] == 0).mean())}
+    arrays = {"shuffles": m["shuffles"], "real_x": m["logs"].x[0].numpy(), "real_y": m["logs"].y[0].numpy(),
+              "forged_x": m["forged"].x.numpy(), "forged_y": m["forged"].y.numpy()}
+    return UnitOutput(data=row, arrays=arrays)
+
+
+def unit_prop1(ctx: UnitContext) -> UnitOutput:
+    """Prop. 1 from random starts on the bias-free model, and on the model with a bias (the corner case)."""
+    fs, _, first = _first(ctx)
     logs = first["logs"]
     plain, plain_start = bias_free(first["model"], logs.starts[0])
     p1 = prop1_search(plain, plain_start, logs.x[0, 0], logs.y[0, 0], starts=fs.prop1_starts, seed=SEED)
     corner = prop1_search(first["model"], logs.starts[0], logs.x[0, 0], logs.y[0, 0], starts=fs.prop1_starts,
                           seed=SEED)
-    more = beyond(first, fs, data.to(device), device)
-    rows = [{"batch_size": m["batch_size"], "rank": m["rank"], "prop2_error": m["prop2_error"], **m["domain"],
-             "shuffle_median": float(np.median(m["shuffles"])), "shuffle_max": float(m["shuffles"].max()),
-             "shuffle_zero_fraction": float((m["shuffles"] == 0).mean())} for m in batches]
-    arrays = {f"shuffles_{m['batch_size']}": m["shuffles"] for m in batches}
-    arrays.update(real_x=logs.x[0].numpy(), real_y=logs.y[0].numpy(), forged_x=first["forged"].x.numpy(),
-                  forged_y=first["forged"].y.numpy(), prop1_relative_error=p1.relative_error,
-                  prop1_cosine=p1.cosine, prop1_scale=p1.scale, prop1_bias_relative_error=corner.relative_error,
-                  prop1_bias_cosine=corner.cosine, prop1_bias_scale=corner.scale,
-                  **{f"beyond_{k}": np.asarray(v) for k, v in more.items() if isinstance(v, np.ndarray)})
-    data_out = {"rows": rows, "beyond": {k: v for k, v in more.items() if not isinstance(v, np.ndarray)},
-                "benign_max": max(r["shuffle_max"] for r in rows), "prop1": prop1_summary(p1),
-                "prop1_bias": prop1_summary(corner)}
+    return UnitOutput(arrays={"prop1_relative_error": p1.relative_error, "prop1_cosine": p1.cosine,
+                              "prop1_scale": p1.scale, "prop1_bias_relative_error": corner.relative_error,
+                              "prop1_bias_cosine": corner.cosine, "prop1_bias_scale": corner.scale})
+
+
+def unit_beyond(ctx: UnitContext) -> UnitOutput:
+    """The in-domain searches from one start (the L-BFGS-B search's seconds kept as a timing)."""
+    fs, data, first = _first(ctx)
+    more = beyond(first, fs, data.to(ctx.device), ctx.device, starts=(ctx.config["start"],))
+    box = more[f"box_{ctx.config['start']}"]
+    seconds = box.pop("seconds")
+    return UnitOutput(data={k: v for k, v in more.items() if not isinstance(v, np.ndarray)},
+                      arrays={k: np.asarray(v) for k, v in more.items() if isinstance(v, np.ndarray)},
+                      timings={"box_seconds": seconds})
+
+
+def units(profile_name: str, fs: ForgingSetup) -> list[Unit]:
+    """One unit per batch size (Fig. 4, Prop. 2), Prop. 1, and one per in-domain search start."""
+    base = {"forging": dataclasses.asdict(fs), "seed": SEED, "batch_size": fs.logreg_batch_sizes[0]}
+    out = [Unit(f"batch{b}", unit_batch, {**base, "batch_size": b}, steps=fs.n_shuffles,
+                probe=dataclasses.replace(fs.logreg, batch_size=b)) for b in fs.logreg_batch_sizes]
+    out.append(Unit("prop1", unit_prop1, base))
+    out += [Unit(f"beyond-{start}", unit_beyond, {**base, "start": start},
+                 steps=fs.domain_iterations + fs.box_max_iter, probe=fs.logreg) for start in BEYOND_STARTS]
+    return out
+
+
+def reduce(profile_name: str, fs: ForgingSetup, stored: Mapping[str, StoredUnit]) -> Result:
+    """The page's result, with the keys and arrays it has always read."""
+    batches = [stored[f"batch{b}"] for b in fs.logreg_batch_sizes]
+    rows = [u.data for u in batches]
+    arrays = {f"shuffles_{b}": u.arrays["shuffles"] for b, u in zip(fs.logreg_batch_sizes, batches)}
+    arrays.update({k: batches[0].arrays[k] for k in ("real_x", "real_y", "forged_x", "forged_y")})
+    arrays.update(stored["prop1"].arrays)
+    more: dict[str, Any] = {}
+    for start in BEYOND_STARTS:
+        unit = stored[f"beyond-{start}"]
+        more.update({k: v for k, v in unit.data.items() if k not in more})
+        more[f"box_{start}"] = {**unit.data[f"box_{start}"], "seconds": unit.timings["box_seconds"]}
+        arrays.update({f"beyond_{k}": v for k, v in unit.arrays.items()})
+    prop1 = stored["prop1"].arrays
+    p1 = SimpleNamespace(relative_error=prop1["prop1_relative_error"], cosine=prop1["prop1_cosine"],
+                         scale=prop1["prop1_scale"])
+    corner = SimpleNamespace(relative_error=prop1["prop1_bias_relative_error"], cosine=prop1["prop1_bias_cosine"],
+                             scale=prop1["prop1_bias_scale"])
+    data_out = {"rows": rows, "beyond": more, "benign_max": max(r["shuffle_max"] for r in rows),
+                "prop1": prop1_summary(p1), "prop1_bias": prop1_summary(corner)}
     return Result(EXPERIMENT, profile_name, config_for(fs), data_out, arrays, claims=claims(rows, p1, fs))
 
 
@@ -180,4 +238,4 @@ def claims(rows: list[dict[str, Any]], p1: Any, fs: ForgingSetup) -> dict[str, A
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """S-prop1, S-prop2 and S-fig4 at `profile`: the stored result when fresh, else a new run."""
     return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.forging,
-                                  datasets=lambda fs: (fs.logreg.dataset,), config=config_for, compute=compute)
+                                  datasets=lambda fs: (fs.logreg.dataset,), config=config_for, units=units, reduce=reduce)
