@@ -27,6 +27,13 @@ EXPECTED = {
     "state_injection_spread": {"default": "rejected", "random": "rejected", "all-calibrated": "rejected"},
     "state_injection_w0": {"printed": "invalid", "default": "invalid", "random": "invalid",
                            "all-calibrated": "invalid"},
+    # Fang et al. Sec. 6.2 needs S / k well above its Q_a: with this proof's 2 intervals an epoch the
+    # one interpolated interval must undo the valid one and outranks it in epoch 0, so even top-Q as
+    # printed replays it (test_fang_spoofs runs the attack at k = 1, where it passes top-Q <= Q_a)
+    "blindfold_topq": {"printed": "rejected", "default": "rejected", "all-calibrated": "rejected"},
+    # Fang et al. Sec. 6.1: the adaptive threshold (Lemma 3) and the calibrated one reject it
+    "infinitesimal_update": {"printed": "rejected", "default": "rejected", "random": "rejected",
+                             "all-calibrated": "rejected"},
 }
 
 

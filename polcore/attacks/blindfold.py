@@ -99,7 +99,9 @@ class BlindfoldTopQ(Attack):
               lr: float, *, device: torch.device | str) -> tuple[list[Checkpoint], SpoofPlan]:
         """The spoof's checkpoints and its final plan (the valid steps' learning rates): W_0, then
         per epoch the valid block, trained at `lr` doubled until its smallest update exceeds the
-        interpolation step to the next anchor on the line W_0 -> W_T (at most MAX_DOUBLINGS times)."""
+        interpolation step to the next anchor on the line W_0 -> W_T (at most MAX_DOUBLINGS times;
+        else the undoubled one: a larger rate only diverges). With few intervals an epoch the interpolation must undo
+        the valid block and no learning rate wins: the attack needs S / k well above q."""
         by_epoch = self.valid_intervals(plan.config)
         lrs = plan.config.lr_array().copy()
         names = [n for n, _ in build_model(plan.config.model, seed=0, device="meta").named_parameters()]
@@ -107,7 +109,7 @@ class BlindfoldTopQ(Attack):
         for epoch, members in sorted(by_epoch.items()):
             anchor = {n: lerp(w0[n], target[n], (epoch + 1) / len(by_epoch)) for n in names}
             valid, rest = members[: self.q], members[self.q :]
-            rate = lr
+            rate, best = lr, None
             for _ in range(MAX_DOUBLINGS + 1):
                 for iv in valid:
                     lrs[iv.start : iv.stop] = rate
@@ -120,9 +122,17 @@ class BlindfoldTopQ(Attack):
                 smallest = min(float(torch.linalg.vector_norm(b - a)) for a, b in itertools.pairwise(flats))
                 step = float(torch.linalg.vector_norm(torch.cat([anchor[n].reshape(-1).double() for n in names])
                                                       - flats[-1])) / len(rest)
-                if step < smallest or not np.isfinite(smallest):
+                margin = smallest / step if step > 0 and np.isfinite(smallest) else 0.0
+                if best is None or margin > 1:
+                    best = (rate, block)
+                if margin > 1:
                     break
                 rate *= 2
+            assert best is not None
+            rate, block = best  # the first attempt whose valid updates stand out, else the first one
+            for iv in valid:
+                lrs[iv.start : iv.stop] = rate
+            plan = dataclasses.replace(plan, config=dataclasses.replace(plan.config, lrs=lrs.tolist()))
             out += block[1:]
             end = block[-1]
             for j, iv in enumerate(rest, start=1):

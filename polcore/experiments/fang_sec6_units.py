@@ -9,6 +9,7 @@ chapters is measured, never a constant.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Mapping
@@ -68,8 +69,8 @@ def unit_honest(ctx: UnitContext) -> UnitOutput:
     """An honest proof of the setup (seed `seed`, learning rates times `lr_factor`, checkpoint
     interval `k`): the attacker's template, or an honest run a threshold must accept."""
     setup = setup_of(ctx)
-    setup = TrainSetup(**{**setup.__dict__, "lr": setup.lr * ctx.config.get("lr_factor", 1.0),
-                          "k": ctx.config.get("k") or setup.k})
+    setup = dataclasses.replace(setup, lr=setup.lr * ctx.config.get("lr_factor", 1.0),
+                                k=ctx.config.get("k") or setup.k)
     data = data_of(ctx)
     seed = ctx.config["seed"]
     config = config_for_setup(setup, data, seed=seed)
