@@ -328,4 +328,6 @@ class NegativeClaim:
 NEGATIVE_CLAIMS: dict[str, NegativeClaim] = {c.claim_id: c for c in [
     NegativeClaim("S-tab1", "polcore.experiments.suliman_benign:fooling_probe", ("zero iterations", "one candidate")),
     NegativeClaim("S-fig2", "polcore.experiments.suliman_optimisation:fooling_probe", CRIPPLED),
+    NegativeClaim("F-fig8", "polcore.experiments.fang_stochastic_spoofing:fooling_probe", CRIPPLED),  # helper E
+    NegativeClaim("Z-A1", "polcore.experiments.zhang_attacks:fooling_probe", ("zero iterations", "one candidate")),  # C
 ]}

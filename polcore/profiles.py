@@ -157,7 +157,8 @@ class FangStochasticSetup:
     synth_data_lr: float = 0.01  # Adam on the synthetic inputs
     rna_rounds_per_epoch: int = 10  # App. C: 10 RNA steps per epoch
     rna_runs: int = 5  # Fig. 8: 5 runs (confidence band)
-    rna_lr_factors: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)  # the attacker's lr sweep, x the row's lr
+    rna_lr_factors: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)  # the attacker's lr sweep, x the row's lr
+    rna_history: int | None = 1  # rounds of updates in the least-squares basis (1: the paper's; None: all)
     calibration_factor: float = 100.0  # the bar: a calibrated verifier's tolerance, x benign error
     cost_attack2_iterations: int = 10  # App. B's n for Attack 2's formula and our measured run
 
@@ -299,11 +300,12 @@ _SMOKE_FORGING = replace(
 # Blindfold top-Q needs S / k well above Q_a: the paper's Q_a = 5 against S / k = 390 / 10 = 39
 # intervals an epoch (at its k = 100 an epoch has 3.9 intervals, fewer than Q_a); the cpu profile
 # keeps Q_a / (S / k) near 5 / 39 with k = 2 (22 intervals an epoch) and Q_a = 3.
+# Attack II's T' (its spoof's steps) is the attacker's: Zhang et al.'s CIFAR windows are 1,000-4,000.
 _CPU_FANG = FangSetup(rows=(_CPU_TRAIN,), blindfold_k=2, blindfold_q=3, verifier_qs=(1, 2, 3, 4, 5, 6),
-                      attack2_k=10, attack2_delta=0.1)
-_PAPER_FANG = FangSetup(rows=(_PAPER_TRAIN, _PAPER_TRAIN_C100))
+                      attack2_k=10, attack2_delta=0.1, attack2_steps=200)
+_PAPER_FANG = FangSetup(rows=(_PAPER_TRAIN, _PAPER_TRAIN_C100), attack2_steps=2000)
 _SMOKE_FANG = FangSetup(rows=(_SMOKE_TRAIN,), adaptive_runs=2, blindfold_k=1, blindfold_q=2, verifier_qs=(1, 2, 3),
-                        attack2_k=4, attack2_delta=0.1)
+                        attack2_k=4, attack2_delta=0.1, attack2_steps=8)
 
 
 # ---- helper E: Fang et al.'s stochastic spoofing and costs (F-fig6, F-fig7, F-fig8, F-cost, F-L56) ----
@@ -321,15 +323,15 @@ _SMOKE_STOCHASTIC = FangStochasticSetup(rows=(_SMOKE_TRAIN,), stages=(0.0, 1.0),
 _CPU_ZHANG_TRAIN = TrainSetup(dataset="synthetic-cifar", model="mlp",
                               model_kwargs={"in_features": 3072, "hidden": 64, "num_classes": 10}, epochs=24,
                               batch_size=32, k=16, lr=0.05, lr_milestones=(0.5, 0.75), augment=True, train_size=2048)
-_CPU_ZHANG = ZhangSetup(rows=(_CPU_ZHANG_TRAIN,), t_primes=(64, 128, 256, 512), attack1_fraction=0.5, gamma=0.02,
-                        gamma3=1.0, sigma=0.1, iterations=10, lr=0.05)
+_CPU_ZHANG = ZhangSetup(rows=(_CPU_ZHANG_TRAIN,), t_primes=(64, 128, 256), attack1_fraction=0.25, gamma=0.05,
+                        gamma3=1.0, sigma=0.1, iterations=10, lr=0.05, retries=0)
 _PAPER_ZHANG = ZhangSetup(rows=(_PAPER_TRAIN, _PAPER_TRAIN_C100), t_primes=(500, 1000, 2000, 4000, 6000),
                           gamma=0.01, gamma3=0.5, sigma=0.05, iterations=10, lr=0.01)
 _SMOKE_ZHANG = ZhangSetup(rows=(replace(_CPU_ZHANG_TRAIN, model_kwargs={"in_features": 3072, "hidden": 32,
                                                                         "num_classes": 10},
                                         epochs=2, train_size=256, k=4),),
-                          t_primes=(8, 16), attack1_fraction=0.5, iterations=3, n_reference_runs=2,
-                          hvp_iterations=3)
+                          t_primes=(8,), attack1_fraction=0.5, iterations=3, retries=0, n_reference_runs=2,
+                          hvp_iterations=3, threads=(1,))
 
 
 PROFILES: dict[str, Profile] = {
@@ -443,7 +445,8 @@ def dry_run_profile(name: str = "paper") -> Profile:
         name=name + DRY_RUN_SUFFIX,
         requires_cuda=False,
         description=f"a CPU dry run of the {name!r} profile: its code paths, a handful of steps",
-        independent_runs=replace(runs, rows=tuple(_dry_train(r) for r in runs.rows), n_models=3, n_pairs=3),
+        independent_runs=replace(runs, rows=tuple(_dry_train(r, steps_per_epoch=2) for r in runs.rows), n_models=3,
+                                 n_pairs=3),
         pol=replace(base.pol, train=_dry_train(base.pol.train), n_reference_runs=2),
         forging=forging,
         fang=_dry_fang(base.fang),

@@ -34,6 +34,12 @@ EXPECTED = {
     # Fang et al. Sec. 6.1: the adaptive threshold (Lemma 3) and the calibrated one reject it
     "infinitesimal_update": {"printed": "rejected", "default": "rejected", "random": "rejected",
                              "all-calibrated": "rejected"},
+    # Zhang et al. (helper C): Attack I's one adversarial batch cannot carry the model to W_T; Attacks II
+    # and III replay with tiny steps, which Lemma 3's adaptive threshold as printed (top-Q, no state
+    # checks) accepts on this tiny proof, and the state checks and the calibrated threshold reject
+    "zhang_attack1": {"printed": "rejected", "default": "rejected", "random": "rejected", "all-calibrated": "rejected"},
+    "zhang_attack2": {"printed": "accepted", "default": "rejected", "random": "rejected", "all-calibrated": "rejected"},
+    "zhang_attack3": {"printed": "accepted", "default": "rejected", "random": "rejected", "all-calibrated": "rejected"},
 }
 
 
