@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TIMED := scripts/timed.sh
 SMOKE_DIR := $(shell mktemp -u -d /tmp/polcore-smoke.XXXXXX)
 
-.PHONY: book test install unit smoke nbval html browser clean
+.PHONY: book test install unit dryrun smoke nbval html browser clean
 
 $(VENV)/.installed: pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ book: install
 
 unit: install
 	@$(TIMED) "unit tests" $(PY) -m pytest tests -q -m "not browser and not dryrun"
+
+# Every unit of every experiment at the paper profile, cut to a handful of steps, on the CPU, on
+# generated archives in the real CIFAR/MNIST formats (tests/test_dry_run.py; `polcore run all --dry-run`).
+dryrun: install
+	@$(TIMED) "paper-profile dry run of every experiment" $(PY) -m pytest tests -q -m dryrun
 
 smoke: install
 	@$(TIMED) "every notebook at the smoke profile" env POLCORE_RESULTS=$(SMOKE_DIR)/results \
@@ -40,7 +45,7 @@ browser: install
 
 test:
 	@$(TIMED) "install" $(MAKE) --no-print-directory install
-	@$(TIMED) "make test" $(MAKE) --no-print-directory unit smoke nbval html browser
+	@$(TIMED) "make test" $(MAKE) --no-print-directory unit dryrun smoke nbval html browser
 
 clean:
 	rm -rf _build

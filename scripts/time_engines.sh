@@ -24,6 +24,7 @@ done
 
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
+[[ $py = /* ]] || py=$PWD/$py  # absolute, symlink kept (a venv's python is a link to the base one)
 work=$(mktemp -d /tmp/polcore-engines.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 # the three runs (and their workers) import one copy of polcore, taken now: an edit to the tree
@@ -40,7 +41,9 @@ for engine in serial jobs dask; do
     esac
     echo "==> $experiment at profile $profile: $engine ${args[*]:-}" >&2
     start=$EPOCHREALTIME
-    POLCORE_RESULTS="$work/$engine" "$py" -m polcore run "$experiment" --profile "$profile" "${args[@]}" >&2
+    # run from $work: `python -m` puts the working directory first on sys.path, ahead of the copy
+    (cd "$work" && POLCORE_RESULTS="$work/$engine" "$py" -m polcore run "$experiment" --profile "$profile" \
+        "${args[@]}" >&2)
     end=$EPOCHREALTIME
     seconds[$engine]=$(awk "BEGIN{printf \"%.1f\", $end - $start}")
 done
