@@ -16,7 +16,7 @@ Beyond the paper, for the LeNet stand-in: the same logged step forged *inside* t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from polcore.models import build_model
 from polcore.profiles import ForgingSetup, TrainSetup
 from polcore.report import sig
 from polcore.results import ClaimResult, Result, claim_with_verdict
-from polcore.runtime import make_deterministic
+from polcore.units import StoredUnit, Unit, UnitContext, UnitOutput, forging_setup
 
 EXPERIMENT = "suliman_optimisation"
 SEED = 0
@@ -87,10 +87,10 @@ def forge_run(logs: StepLogs, k: int, start_batch: StartBatch, eta: float, lr: f
     return forgery, step_error(model, start, logs.updated[k], forgery.x, forgery.y, eta)
 
 
-def adam_search(logs: StepLogs, start_batch: StartBatch, eta: float, budget: AdamBudget, device: torch.device
-                ) -> tuple[SearchRecord, np.ndarray, np.ndarray]:
-    """The tuned attacker: sweep, then best of runs. Returns the record, each run's replayed error
-    and the sweep's curves (one per grid point, NaN-padded)."""
+def adam_sweep(logs: StepLogs, start_batch: StartBatch, eta: float, budget: AdamBudget, device: torch.device
+               ) -> tuple[float, tuple[float, ...], np.ndarray]:
+    """The attacker's lr sweep on logged step 0: the chosen lr, every grid point's best error, and
+    the sweep's curves (one per grid point, NaN-padded)."""
     sweep_curves: list[np.ndarray] = []
 
     def trial(lr: float) -> np.ndarray:
@@ -99,16 +99,30 @@ def adam_search(logs: StepLogs, start_batch: StartBatch, eta: float, budget: Ada
         return curve
 
     lr, scores = sweep(trial, budget.lr_grid) if len(budget.lr_grid) > 1 else (budget.lr_grid[0], ())
-    runs = [forge_run(logs, k, start_batch, eta, lr, budget.iterations, device) for k in range(budget.runs)]
-    record = SearchRecord(
-        optimiser="Adam (betas 0.9 / 0.999, eps 1e-8), inputs and soft labels free",
-        objective="eta * ||grad L(B') - grad L(B)||_2", iterations=budget.iterations,
-        curves=tuple(tuple(map(float, f.errors)) for f, _ in runs), lr=lr, lr_grid=budget.lr_grid,
-        lr_scores=scores, sweep_iterations=budget.sweep_iterations,
-        notes=f"lr chosen on logged step 0 by the best error after {budget.sweep_iterations} iterations")
     sweep_array = np.full((len(sweep_curves), budget.sweep_iterations + 1), np.nan)
     for i, c in enumerate(sweep_curves):
         sweep_array[i, : len(c)] = c
+    return lr, scores, sweep_array
+
+
+def adam_record(budget: AdamBudget, lr: float, scores: Sequence[float], curves: Sequence[Sequence[float]]
+                ) -> SearchRecord:
+    """The search's evidence: the sweep and every run's error curve at the chosen lr."""
+    return SearchRecord(
+        optimiser="Adam (betas 0.9 / 0.999, eps 1e-8), inputs and soft labels free",
+        objective="eta * ||grad L(B') - grad L(B)||_2", iterations=budget.iterations,
+        curves=tuple(tuple(map(float, c)) for c in curves), lr=lr, lr_grid=budget.lr_grid,
+        lr_scores=tuple(scores), sweep_iterations=budget.sweep_iterations,
+        notes=f"lr chosen on logged step 0 by the best error after {budget.sweep_iterations} iterations")
+
+
+def adam_search(logs: StepLogs, start_batch: StartBatch, eta: float, budget: AdamBudget, device: torch.device
+                ) -> tuple[SearchRecord, np.ndarray, np.ndarray]:
+    """The tuned attacker: sweep, then best of runs. Returns the record, each run's replayed error
+    and the sweep's curves (one per grid point, NaN-padded)."""
+    lr, scores, sweep_array = adam_sweep(logs, start_batch, eta, budget, device)
+    runs = [forge_run(logs, k, start_batch, eta, lr, budget.iterations, device) for k in range(budget.runs)]
+    record = adam_record(budget, lr, scores, [f.errors for f, _ in runs])
     return record, np.array([r for _, r in runs]), sweep_array
 
 
@@ -137,21 +151,93 @@ def claims(rows: list[dict[str, Any]]) -> dict[str, ClaimResult]:
     return {"S-fig2": claim_with_verdict("S-fig2", ours, verdict, detail)}
 
 
-def measure(kind: str, setup: TrainSetup, fs: ForgingSetup, device: torch.device) -> dict[str, Any]:
+def _logs(ctx: UnitContext) -> tuple[ForgingSetup, TrainSetup, TensorDataset, StepLogs]:
+    """The unit's model's logged steps (recomputed in every unit: seeded, so bitwise the same, and
+    cheap next to the searches)."""
+    fs = forging_setup(ctx.config["forging"])
+    setup = getattr(fs, ctx.config["kind"])
     data = load_data(setup)
+    logs = log_steps(setup, data, batch_size=fs.adam_batch_size, count=AdamBudget.of(fs).runs, lr=fs.eta,
+                     seed=SEED, threads=fs.threads, device=ctx.device.type)
+    return fs, setup, data, logs
+
+
+def unit_noise(ctx: UnitContext) -> UnitOutput:
+    """The benign error of the logged steps under every noise source this machine has."""
+    fs, _, _, logs = _logs(ctx)
+    matrix, missing = benign_noise(logs, fs.threads, device=ctx.device.type, seed=SEED)
+    return UnitOutput(data={"eps_repr": matrix.largest(), "missing": missing})
+
+
+def unit_sweep(ctx: UnitContext) -> UnitOutput:
+    """The attacker's lr sweep on logged step 0."""
+    fs, _, data, logs = _logs(ctx)
+    lr, scores, curves = adam_sweep(logs, random_real_batch(data.to(ctx.device)), fs.eta, AdamBudget.of(fs),
+                                    ctx.device)
+    return UnitOutput(data={"lr": lr, "scores": list(scores)}, arrays={"sweep_curves": curves})
+
+
+def unit_run(ctx: UnitContext) -> UnitOutput:
+    """One Adam run on logged step `run`, at the lr the sweep chose."""
+    fs, _, data, logs = _logs(ctx)
+    lr = ctx.inputs[f"{ctx.config['kind']}-sweep"].data["lr"]
+    forgery, replayed = forge_run(logs, ctx.config["run"], random_real_batch(data.to(ctx.device)), fs.eta, lr,
+                                  fs.adam_iterations, ctx.device)
+    return UnitOutput(data={"replayed": replayed}, arrays={"errors": np.asarray(forgery.errors)})
+
+
+def unit_box(ctx: UnitContext) -> UnitOutput:
+    """Beyond the paper: the LeNet stand-in's logged step 0 forged inside [0, 1] (L-BFGS-B)."""
+    fs, _, data, logs = _logs(ctx)
+    box = in_domain(logs, data.to(ctx.device), fs, ctx.inputs["lenet-noise"].data["eps_repr"], ctx.device)
+    arrays = {"curve": box.pop("curve"), "x": box.pop("x")}
+    return UnitOutput(data=box, arrays=arrays, timings={"seconds": box.pop("seconds")})
+
+
+KINDS = ("lenet", "vgg")
+
+
+def units(profile_name: str, fs: ForgingSetup) -> list[Unit]:
+    """Per model: the benign noise, the lr sweep, one unit per Adam run (after the sweep); the
+    LeNet stand-in's in-domain search (after its noise, which sets its stopping point)."""
+    base = {"forging": dataclasses.asdict(fs), "seed": SEED, "init_seed": INIT_SEED}
     budget = AdamBudget.of(fs)
-    logs = log_steps(setup, data, batch_size=fs.adam_batch_size, count=budget.runs, lr=fs.eta, seed=SEED,
-                     threads=fs.threads, device=device.type)
-    matrix, missing = benign_noise(logs, fs.threads, device=device.type, seed=SEED)
-    data = data.to(device)
-    record, replayed, sweep_curves = adam_search(logs, random_real_batch(data), fs.eta, budget, device)
-    row = judge_row(f"{setup.model}/{setup.dataset} (b={fs.adam_batch_size})", record, replayed, matrix.largest())
-    row.update(kind=kind, missing=missing)
-    out = {"row": row, "curves": record.curve_array(), "replayed": replayed, "best": record.bests,
-           "sweep_curves": sweep_curves}
-    if kind == "lenet":
-        out["box"] = in_domain(logs, data, fs, matrix.largest(), device)
+    out = []
+    for kind in KINDS:
+        setup = getattr(fs, kind)
+        probe = dataclasses.replace(setup, batch_size=fs.adam_batch_size)
+        config = {**base, "kind": kind}
+        out += [Unit(f"{kind}-noise", unit_noise, config),
+                Unit(f"{kind}-sweep", unit_sweep, config, steps=2 * len(budget.lr_grid) * budget.sweep_iterations,
+                     probe=probe)]
+        out += [Unit(f"{kind}-run{k}", unit_run, {**config, "run": k}, needs=(f"{kind}-sweep",),
+                     steps=2 * budget.iterations, probe=probe) for k in range(budget.runs)]
+    out.append(Unit("lenet-box", unit_box, {**base, "kind": "lenet"}, needs=("lenet-noise",),
+                    steps=2 * fs.box_max_iter, probe=dataclasses.replace(fs.lenet, batch_size=fs.adam_batch_size)))
     return out
+
+
+def reduce(profile_name: str, fs: ForgingSetup, stored: Mapping[str, StoredUnit]) -> Result:
+    """S-fig2's rows and the in-domain comparison, with the keys and arrays the page reads."""
+    budget = AdamBudget.of(fs)
+    rows, arrays = [], {}
+    for kind in KINDS:
+        setup = getattr(fs, kind)
+        noise, swept = stored[f"{kind}-noise"], stored[f"{kind}-sweep"]
+        runs = [stored[f"{kind}-run{k}"] for k in range(budget.runs)]
+        record = adam_record(budget, swept.data["lr"], swept.data["scores"], [u.arrays["errors"] for u in runs])
+        replayed = np.array([u.data["replayed"] for u in runs])
+        row = judge_row(f"{setup.model}/{setup.dataset} (b={fs.adam_batch_size})", record, replayed,
+                        noise.data["eps_repr"])
+        row.update(kind=kind, missing=noise.data["missing"])
+        rows.append(row)
+        arrays.update({f"{kind}_curves": record.curve_array(), f"{kind}_replayed": replayed,
+                       f"{kind}_best": record.bests, f"{kind}_sweep_curves": swept.arrays["sweep_curves"]})
+    box_unit = stored["lenet-box"]
+    box = {**box_unit.data, "seconds": box_unit.timings["seconds"]}
+    arrays.update(lenet_box_curve=box_unit.arrays["curve"], lenet_box_x=box_unit.arrays["x"])
+    return Result(EXPERIMENT, profile_name, config_for(fs), {"rows": rows, "in_domain": box}, arrays,
+                  claims=claims(rows))
 
 
 def in_domain(logs: StepLogs, data: TensorDataset, fs: ForgingSetup, eps_repr: float, device: torch.device
@@ -178,18 +264,6 @@ def in_domain(logs: StepLogs, data: TensorDataset, fs: ForgingSetup, eps_repr: f
 def config_for(fs: ForgingSetup) -> dict[str, Any]:
     return {"forging": dataclasses.asdict(fs), "seed": SEED, "init_seed": INIT_SEED,
             "orders_of_magnitude": ORDERS_OF_MAGNITUDE}
-
-
-def compute(profile_name: str, fs: ForgingSetup, device: torch.device) -> Result:
-    make_deterministic()
-    results = [measure("lenet", fs.lenet, fs, device), measure("vgg", fs.vgg, fs, device)]
-    rows = [r["row"] for r in results]
-    arrays = {f"{r['row']['kind']}_{name}": r[name] for r in results
-              for name in ("curves", "replayed", "best", "sweep_curves")}
-    box = results[0]["box"]
-    arrays.update(lenet_box_curve=box.pop("curve"), lenet_box_x=box.pop("x"))
-    return Result(EXPERIMENT, profile_name, config_for(fs), {"rows": rows, "in_domain": box}, arrays,
-                  claims=claims(rows))
 
 
 def fooling_probe(mode: str) -> ClaimResult:
@@ -224,4 +298,4 @@ def fooling_probe(mode: str) -> ClaimResult:
 def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """S-fig2 at `profile`: the stored result when fresh, else a new run (stored)."""
     return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute, setup=lambda p: p.forging,
-                          config=config_for, datasets=lambda fs: (fs.lenet.dataset, fs.vgg.dataset), compute=compute)
+                          config=config_for, datasets=lambda fs: (fs.lenet.dataset, fs.vgg.dataset), units=units, reduce=reduce)
