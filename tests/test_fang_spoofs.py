@@ -14,17 +14,16 @@ from proofkit import honest_dir, make_proof, tiny_data  # noqa: F401  (fixtures)
 
 from polcore.attacks import AttackInputs, get_attack, train_target
 from polcore.attacks.sorted_init import sorted_init
-from polcore.models import build_model
+from polcore.models import build_model, init_distributions
 from polcore.proof import read_proof
 from polcore.verify import Adaptive, All, Static, TopQ, Verifier
 from polcore.verify.init_check import check_init
-from polcore.models import init_distributions
 
 PRINTED = {"chain": False, "state_checks": False}  # Algorithm 2 as printed
 
 
 @pytest.fixture(scope="module")
-def inputs(honest_dir) -> AttackInputs:
+def inputs(honest_dir) -> AttackInputs:  # noqa: F811  (the proofkit fixture)
     proof = read_proof(honest_dir)
     data = tiny_data()
     return AttackInputs(proof, data, train_target(proof, data, seed=11, epochs_factor=6))
@@ -41,7 +40,7 @@ def test_sorted_init_passes_the_init_check_and_sits_near_the_target(inputs):
     model = build_model(spec, seed=0)
     assert check_init(w0, init_distributions(model), alpha=0.001).passed
     names = [n for n, _ in model.named_parameters()]
-    flat = lambda state: torch.cat([state[n].reshape(-1).double() for n in names])  # noqa: E731
+    flat = lambda state: torch.cat([state[n].reshape(-1).double() for n in names])
     target = flat(inputs.target)
     assert torch.linalg.vector_norm(flat(w0) - target) < torch.linalg.vector_norm(flat(fresh) - target)
 

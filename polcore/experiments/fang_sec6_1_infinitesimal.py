@@ -65,17 +65,9 @@ def _d_ref_of(ctx: UnitContext) -> dict[str, float]:
 
 
 def unit_judge_honest(ctx: UnitContext) -> UnitOutput:
-    """An honest proof (seed, learning-rate factor) judged by both thresholds on every interval."""
-    data = data_of(ctx)
-    path = proof_path(ctx, ctx.config["proof"])
-    refs = _d_ref_of(ctx)
-    arrays, out = {}, {}
-    for key, threshold in (("adaptive", Adaptive(ctx.config["alpha"])),
-                           ("static", Normalised(ctx.config["static_delta"]))):
-        report = _judge(path, data, ctx.device, threshold, refs)
-        out[key] = summary(report)
-        arrays.update(report_arrays(report, key))
-    return UnitOutput(data=out, arrays=arrays)
+    """An honest proof (seed, learning-rate factor) judged by the adaptive threshold on every interval."""
+    report = _judge(proof_path(ctx, ctx.config["proof"]), data_of(ctx), ctx.device, Adaptive(ctx.config["alpha"]))
+    return UnitOutput(data={"adaptive": summary(report)}, arrays=report_arrays(report, "adaptive"))
 
 
 def unit_spoof(ctx: UnitContext) -> UnitOutput:
@@ -101,7 +93,7 @@ def unit_spoof(ctx: UnitContext) -> UnitOutput:
 def _spoofs(setup: FangSetup) -> dict[str, tuple[str, dict[str, Any]]]:
     spoofs = {"infinitesimal": ("infinitesimal_update", {"lr": setup.infinitesimal_lr, "random_data": RANDOM_DATA})}
     if ATTACK2 in attack_names():
-        spoofs["attack2"] = (ATTACK2, {})
+        spoofs["attack2"] = (ATTACK2, {"t_prime": setup.attack2_steps} if setup.attack2_steps else {})
     return spoofs
 
 
@@ -123,8 +115,7 @@ def units(profile_name: str, setup: FangSetup) -> list[Unit]:
                 name = f"row{i}-honest-{_lr_label(factor).replace(' ', '')}-seed{seed}"
                 out.append(Unit(name, unit_honest, {**base, "seed": seed, "lr_factor": factor}, steps=steps,
                                 probe=row))
-                out.append(Unit(f"{name}-judged", unit_judge_honest,
-                                {**base, "proof": name, "references": refs}, (name, *refs), steps=2 * steps,
+                out.append(Unit(f"{name}-judged", unit_judge_honest, {**base, "proof": name}, (name,), steps=steps,
                                 probe=row))
         for key, (attack, params) in _spoofs(setup).items():
             out.append(Unit(f"row{i}-{key}", unit_spoof, {**base, "attack": attack, "params": params,
@@ -147,7 +138,6 @@ def reduce(profile_name: str, setup: FangSetup, stored: Mapping[str, StoredUnit]
             judged = [stored[f"row{i}-honest-{label.replace(' ', '')}-seed{s}-judged"]
                       for s in range(setup.adaptive_runs)]
             honest[label] = {"decisions": [u.data["adaptive"]["decision"] for u in judged],
-                             "static_decisions": [u.data["static"]["decision"] for u in judged],
                              "worst_ratio": max(float(np.max(u.arrays["adaptive_distance"]
                                                              / u.arrays["adaptive_limit"])) for u in judged)}
             first = judged[0]
