@@ -117,15 +117,18 @@ def _calibrated_verifier(factor: float, device: torch.device) -> Verifier:
 
 
 def _judge(path: Path, level: Mapping[str, float], d_ref: Mapping[str, float], factor: float,
-           device: torch.device) -> dict[str, Any]:
-    """A spoof under both tolerances: decisions, worst normalised errors, why."""
-    paper = _paper_verifier(level, d_ref, device).verify_path(path)
+           device: torch.device, reference: TensorDataset | None = None) -> dict[str, Any]:
+    """A spoof under both tolerances: decisions, worst normalised errors, why; with `reference`
+    (the public dataset), how far the shipped examples lie from their nearest public example."""
+    paper = _paper_verifier(level, d_ref, device).verify_path(path, reference)
     calibrated = _calibrated_verifier(factor, device).verify_path(path)
     ratio = max((r.distances["l2"] / r.limits["l2"] if r.limits["l2"] > 0 else math.inf
                  for r in calibrated.intervals), default=math.inf)
     return {"paper": paper.decision, "calibrated": calibrated.decision, "errors": _worst(paper, d_ref),
             "calibrated_worst_ratio": ratio, "paper_why": paper.reasons[0].message if paper.reasons else "",
-            "calibrated_why": calibrated.reasons[0].message if calibrated.reasons else ""}
+            "calibrated_why": calibrated.reasons[0].message if calibrated.reasons else "",
+            "data_distance": {m: paper.data_distance[m]["max"] for m in ("l2", "linf")}
+            if reference is not None and paper.data_distance else None}
 
 
 def _quantised(path: Path, work: Path) -> Path:
@@ -205,8 +208,8 @@ def _attack(ctx: UnitContext, name: str, params: dict[str, Any], *, heldout: boo
     factor = ctx.config["factor"]
     spoof = get_attack(name, **params).run(AttackInputs(victim, attacker_data, device=ctx.device),
                                            ctx.workdir / "proof")
-    row: dict[str, Any] = {"attack": name, "t_prime": params["t_prime"], **_judge(spoof.path, level, d_ref, factor,
-                                                                                 ctx.device)}
+    row: dict[str, Any] = {"attack": name, "t_prime": params["t_prime"],
+                           **_judge(spoof.path, level, d_ref, factor, ctx.device, _data(train, ctx.device))}
     with tempfile.TemporaryDirectory() as tmp:
         q = _judge(_quantised(spoof.path, Path(tmp) / "q"), level, d_ref, factor, ctx.device)
     row["quantised"] = {"paper": q["paper"], "calibrated": q["calibrated"], "errors": q["errors"]}
