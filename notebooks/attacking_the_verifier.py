@@ -35,8 +35,10 @@
 # - $W_0$ carries no optimizer state, and its BatchNorm statistics are those of a fresh model;
 # - each selected interval is replayed together with the interval before it. That replay must
 #   end in the selected interval's recorded weights, momentum and BatchNorm statistics;
-# - the final interval is always replayed, because it pins the model the proof claims;
-# - top-$Q$ ranks the intervals by momentum change as well as by weight change.
+# - the final interval and the one before it are always replayed: they pin the model the proof
+#   claims and the state it is replayed from;
+# - top-$Q$ ranks the intervals by weight change, momentum change, BatchNorm-statistics change,
+#   and update per unit of claimed learning rate (the gradient size the proof implies).
 #
 # An injection at checkpoint $t$ shows up as a mismatch at the end of the interval before $t$,
 # and that interval is replayed whenever the interval after $t$ is selected.
@@ -151,19 +153,22 @@ markdown_table(
 # seeds.
 #
 # **What is left open.** An injection is seen only when the interval that ends at it is
-# replayed. An attacker who keeps every injected interval's weight and momentum change below the
-# epoch's $Q$-th largest update escapes top-$Q$; this is Fang et al.'s blindfold argument,
-# applied to state. That bound is no bound at all: the proof claims its own learning rates, so a
-# decoy interval with a huge claimed rate (replayed exactly) raises the epoch's largest update,
-# and pieces of a stolen model hidden below it pass top-$Q$. The same goes for BatchNorm
-# statistics planted in an interval that is never replayed: top-$Q$ does not rank them. A red-team
-# review of this verifier built both spoofs; `tests/test_redteam.py` keeps them as documented
-# failures of the default settings (strict expected failures), together with two resource holes.
-# Random-$Q$ with a seed the prover cannot know (polcore draws it from the operating system and
-# records it in the report; `--policy topq+random`) catches an injection in $n$ of an epoch's $N$
-# intervals with probability $1 - \binom{N-n}{Q}/\binom{N}{Q}$ per epoch. Replaying every
-# interval (`--policy all`) caught every spoof of that review, because the chain of checked
-# states reaches a $W_0$ that holds no state.
+# replayed. An attacker who keeps every injected interval's changes below the epoch's $Q$-th
+# largest in every ranking escapes top-$Q$; this is Fang et al.'s blindfold argument, applied to
+# state. The proof claims its own learning rates, so that bound is partly the attacker's to set.
+# A red-team review of this verifier built two spoofs that passed the earlier default: a stolen
+# model reached by jumps made at a claimed rate of 1e-4, hidden behind a decoy interval with a
+# claimed rate of 100 (replayed exactly, the epoch's largest update), and BatchNorm statistics
+# planted in an interval that was never replayed. Both are now rejected by default: a jump made
+# at a tiny rate implies an enormous gradient, and planted statistics are the largest
+# statistics change of their epoch (`tests/test_redteam.py`). No ranking sees an attacker who
+# claims a large rate for the jumps as well, behind a still larger decoy: the two such variants
+# we tried were rejected only because a chained replay happened to reach a jump, which is no
+# guarantee. Random-$Q$ with a seed the prover cannot know (polcore draws it from the operating
+# system and records it in the report; `--policy topq+random`) catches an injection in $n$ of
+# an epoch's $N$ intervals with probability $1 - \binom{N-n}{Q}/\binom{N}{Q}$ per epoch.
+# Replaying every interval (`--policy all`) caught every spoof of that review, because the chain
+# of checked states reaches a $W_0$ that holds no state.
 #
 # Checks that are now cheap and always on:
 #
@@ -171,8 +176,8 @@ markdown_table(
 # - the index schedule's coverage is reported, and with `--require-permutations` a proof whose
 #   epochs are not permutations is rejected;
 # - a proof's claimed epoch length must follow from its dataset and batch size;
-# - the replay's cost is counted on PyTorch's meta device and capped before anything is
-#   allocated;
+# - the replay's cost (FLOPs, and the memory one step holds) is counted on PyTorch's meta
+#   device and capped before anything is allocated;
 # - every unforeseen error is "invalid" (exit 2), never "rejected".
 #
 # ## A threshold worth the exact replay

@@ -63,10 +63,13 @@ def _cli(args: list[str], *, address_space: int | None = None, timeout: int = 60
 # ---- 1. BatchNorm statistics injected where no replay reaches ---------------------------------------------------
 
 
+BN_SIZE = 256  # 16 steps per epoch: the default verifier (four rankings, chained) leaves some unreplayed
+
+
 @pytest.fixture(scope="module")
 def bn_k1(tmp_path_factory) -> Path:
-    """An honest BatchNorm proof with k = 1: 12 intervals, 4 per epoch, so top-1 leaves some unreplayed."""
-    return make_proof(tmp_path_factory.mktemp("bnk1") / "proof", spec=BN_SPEC, data=tiny_data(64), epochs=3, k=1)
+    """An honest BatchNorm proof with k = 1: 48 intervals, 16 per epoch, so top-1 leaves some unreplayed."""
+    return make_proof(tmp_path_factory.mktemp("bnk1") / "proof", spec=BN_SPEC, data=tiny_data(BN_SIZE), epochs=3, k=1)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def bn_spoof(bn_k1: Path, tmp_path_factory) -> Path:
     (finding 4's tampering) in the FINAL model. Train-mode forward passes ignore running statistics, so
     weights and momentum are bit-identical to the honest run and top-Q sees nothing."""
     proof = read_proof(bn_k1)
-    data = tiny_data(64)
+    data = tiny_data(BN_SIZE)
     verifier = Verifier()
     intervals = intervals_of(proof.config)
     plan = replay_plan(verifier.policy.select(intervals, verifier._magnitudes(proof, intervals)), len(intervals))
@@ -112,16 +115,11 @@ def test_bn_spoof_preconditions_and_policy_all_rejects_it(bn_k1, bn_spoof):
     model.load_state_dict(dict(final))
     honest = build_model(BN_SPEC, seed=0)
     honest.load_state_dict(dict(checkpoints_of(bn_k1)[-1].model))
-    assert accuracy(model, tiny_data(64)) < accuracy(honest, tiny_data(64))  # the deployed model is sabotaged
+    assert accuracy(model, tiny_data(BN_SIZE)) < accuracy(honest, tiny_data(BN_SIZE))  # the deployed model is sabotaged
     assert Verifier().verify_path(bn_k1).accepted
     assert Verifier(policy=All()).verify_path(bn_spoof).decision == "rejected"
 
 
-@pytest.mark.xfail(strict=True, raises=Unsafe, reason=(
-    "BREAK: BatchNorm running statistics are neither ranked by top-Q nor checked at the start of the final "
-    "interval unless it is selected; planted at a checkpoint after an unreplayed interval, scaled by "
-    "1/0.9^(steps left), they steer the FINAL model's statistics anywhere (running_mean 50, running_var 1e-3) "
-    "and Verifier() / `polcore verify DIR` accepts. Not bounded by any honest update size."))
 def test_bn_statistics_planted_before_the_final_replay_are_rejected_by_default(bn_spoof):
     for verifier in (Verifier(), Verifier(threshold=Calibrated())):
         report = verifier.verify_path(bn_spoof)
@@ -140,12 +138,18 @@ def stolen_spoof(tmp_path_factory) -> tuple[Path, Path, dict[str, torch.Tensor]]
     exactly replayable, huge update that top-1 selects in the last epoch) and every later step lr 1e-4.
     The weights then jump, in three unreplayed intervals each shorter than the decoy's update, to a stolen
     model (another seed, trained 8x longer), and the tail is an honest continuation from it."""
+    return _decoy_spoof(tmp_path_factory, jump_lr=1e-4)
+
+
+def _decoy_spoof(tmp_path_factory, *, jump_lr: float) -> tuple[Path, Path, dict[str, torch.Tensor]]:  # noqa: ANN001
+    """The decoy spoof, the three jump steps claiming `jump_lr`."""
     data = tiny_data()
     honest = make_proof(tmp_path_factory.mktemp("h0") / "proof", momentum=0.0, epochs=2, k=1)
     proof = read_proof(honest)
     stolen = train_target(proof, data, seed=1, epochs_factor=8)
     lrs = np.array(proof.config.lrs)
     lrs[DECOY], lrs[DECOY + 1:] = 100.0, 1e-4
+    lrs[DECOY + 1 : DECOY + 4] = jump_lr
     config = dataclasses.replace(proof.config, lrs=tuple(lrs))
     claimed = dataclasses.replace(proof, manifest=dataclasses.replace(proof.manifest, config=config))
     runner = RunState(claimed, data)
@@ -182,16 +186,28 @@ def test_decoy_spoof_preconditions_and_policy_all_rejects_it(stolen_spoof):
         assert Verifier(policy=All(), threshold=threshold).verify_path(spoof).decision == "rejected"
 
 
-@pytest.mark.xfail(strict=True, raises=Unsafe, reason=(
-    "BREAK: the residual-risk bound 'how far a top-Q escaper gets is bounded by the honest update sizes' "
-    "does not hold: the proof chooses those sizes. One claimed lr=100 step (honest, replayed exactly, "
-    "top-1 of its epoch) lets three unreplayed jumps of ~23 (l2) each carry the weights to a stolen model; "
-    "Verifier() and topq+calibrated accept W_T = stolen weights (1.7e-4 away)."))
 def test_a_stolen_model_behind_a_decoy_learning_rate_is_rejected_by_default(stolen_spoof):
+    """Fixed: top-Q ranks the update per unit of claimed learning rate, and jumps made at 1e-4 rank first."""
     _, spoof, _ = stolen_spoof
     for verifier in (Verifier(), Verifier(threshold=Calibrated())):
         report = verifier.verify_path(spoof)
         expect_safe(report.decision == "rejected", f"{verifier.threshold.spec()}: {report.summary()}")
+        jumps = {DECOY + 1, DECOY + 2, DECOY + 3}
+        assert jumps & set(report.selected), report.selected
+
+
+@pytest.mark.parametrize("jump_lr", [30.0, 100.0])
+def test_jumps_claimed_at_a_large_rate_escape_every_ranking(tmp_path_factory, jump_lr):
+    """RESIDUAL (documented on the page): with the jumps claimed at a large rate too, no top-Q ranking
+    selects a jump interval; these two are rejected only because a chained predecessor replay happens to
+    reach one, which nothing guarantees (random-Q is what bounds this attacker)."""
+    _, spoof, _ = _decoy_spoof(tmp_path_factory, jump_lr=jump_lr)
+    report = Verifier().verify_path(spoof)
+    jumps = {DECOY + 1, DECOY + 2, DECOY + 3}
+    assert not jumps & set(report.selected), report.selected
+    assert report.decision == "rejected", report.summary()
+    failed = [r for r in report.intervals if not r.passed]
+    assert failed and all(r.index in jumps and r.role == "predecessor" for r in failed)
 
 
 # ---- 3. Resources the caps do not count -----------------------------------------------------------------------------
@@ -209,11 +225,6 @@ def _momentum_free_proof(out: Path, spec: ModelSpec, dataset: DatasetRef, *, bat
     return out
 
 
-@pytest.mark.xfail(strict=True, raises=Unsafe, reason=(
-    "BREAK: replay activation memory is never bounded: a 39 MB proof (ResNet-8 width 128, 4.8 M parameters, "
-    "batch 5000 of synthetic-cifar, 1 step) passes the parameter and FLOP caps and the replay allocates "
-    "tens of GB (OOM-kill, exit 137, without a limit); under a 6 GB address-space limit it dies in "
-    "DefaultCPUAllocator instead of being refused before allocation."))
 def test_replay_activation_memory_is_bounded_before_allocation(tmp_path):
     data = load_dataset("synthetic-cifar")
     spec = ModelSpec("resnet", {"depth": 8, "width": 128, "in_channels": 3, "num_classes": 10})
@@ -225,11 +236,6 @@ def test_replay_activation_memory_is_bounded_before_allocation(tmp_path):
                 f"exit {done.returncode}: {done.stderr.strip()[-400:]}")
 
 
-@pytest.mark.xfail(strict=True, raises=Unsafe, reason=(
-    "BREAK (minor): index_coverage allocates 8 bytes per CLAIMED dataset example (np.bincount minlength, up "
-    "to 2**40 = 8.8 TB) before any dataset is loaded: `polcore inspect` (and Verifier.verify(proof, data) "
-    "with caller-supplied data) of a 100 KB proof claiming 2**34 digits examples fails with "
-    "'unexpected MemoryError: Unable to allocate 128 GiB'; with overcommit it scans the zero pages."))
 def test_inspect_does_not_allocate_per_claimed_dataset_example(tmp_path):
     data = tiny_data()
     size = 2**34

@@ -43,7 +43,13 @@ from polcore.verify.reference import REFERENCE_LR
 from polcore.verify.report import Reason
 from polcore.verify.schedule import index_coverage
 from polcore.verify.thresholds import describe
-from polcore.verify.verifier import DEFAULT_MAX_HASH_BYTES, DEFAULT_MAX_REPLAY_FLOPS, proof_dataset, reference_dataset
+from polcore.verify.verifier import (
+    DEFAULT_MAX_HASH_BYTES,
+    DEFAULT_MAX_REPLAY_FLOPS,
+    DEFAULT_MAX_REPLAY_MEMORY,
+    proof_dataset,
+    reference_dataset,
+)
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_INVALID = 0, 1, 2
 DEFAULT_THRESHOLD = "adaptive:1"  # Fang et al. Lemma 3 with their alpha = 1
@@ -270,7 +276,7 @@ def _verify(args: argparse.Namespace) -> int:
                                 d_ref_source=source, init_alpha=args.init_alpha, momentum_rtol=args.momentum_rtol,
                                 buffer_rtol=args.buffer_rtol, require_permutations=args.require_permutations,
                                 max_replay_flops=args.max_replay_flops, max_hash_bytes=args.max_hash_bytes,
-                                reference_data=reference, max_data_distance=args.max_data_distance,
+                                max_replay_memory=args.max_replay_memory, reference_data=reference, max_data_distance=args.max_data_distance,
                                 data_distance_metric=args.data_distance_metric,
                                 replay_augmentation=args.replay_augmentation,
                                 augmentation_seed=args.augmentation_seed,
@@ -379,6 +385,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--max-replay-flops", type=_number(0.0, math.inf, open_low=True, open_high=True),
                         default=DEFAULT_MAX_REPLAY_FLOPS,
                         help="refuse (exit 2) a verification that would replay more FLOPs (default %(default).0e)")
+    verify.add_argument("--max-replay-memory", type=_number(0.0, math.inf, open_low=True, open_high=True),
+                        default=DEFAULT_MAX_REPLAY_MEMORY,
+                        help="refuse (exit 2) a replay whose step would hold more bytes, estimated before "
+                             "allocating (default %(default).0e)")
     verify.add_argument("--max-hash-bytes", type=_number(0.0, math.inf, open_low=True, open_high=True),
                         default=DEFAULT_MAX_HASH_BYTES,
                         help="refuse (exit 2) a data check that would hash more bytes (default %(default).0e)")

@@ -6,8 +6,9 @@ interval table (and, for top-Q, the update magnitudes), they return interval pos
 
 `replay_plan` then adds what makes a replay trustworthy: the interval *before* each selected
 one, whose replay checks the state (weights, SGD momentum, BatchNorm statistics) the selected
-interval starts from, and the final interval, which pins the model the proof claims. Without the
-first, the optimizer state at the start of a replay is a free knob (state injection).
+interval starts from, and the final interval with its predecessor, which pin the model the proof
+claims and the state it is replayed from. Without the first, the optimizer state at the start of
+a replay is a free knob (state injection).
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ Role = Literal["selected", "predecessor", "final"]
 
 def replay_plan(selected: Sequence[int], n_intervals: int, *, chain: bool = True) -> dict[int, Role]:
     """Every interval to replay, with why: the selected ones, the one before each (it checks the
-    state the selected interval starts from), and the last (it checks the claimed final model).
+    state the selected interval starts from), and the last two (they check the claimed final
+    model and the state it is replayed from).
     `chain=False` replays the selected ones only (Algorithm 2 as printed)."""
     plan: dict[int, Role] = {}
     for i in selected:
@@ -173,4 +175,6 @@ def replay_plan(selected: Sequence[int], n_intervals: int, *, chain: bool = True
             plan.setdefault(i - 1, "predecessor")
     if n_intervals:
         plan.setdefault(n_intervals - 1, "final")
+    if n_intervals > 1:  # the final interval's start state is checked too (red team: planted BatchNorm statistics)
+        plan.setdefault(n_intervals - 2, "predecessor")
     return dict(sorted(plan.items()))

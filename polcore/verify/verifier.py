@@ -13,8 +13,13 @@ Beyond Algorithm 2 as printed:
   an attacker can turn to steer a replay onto a stolen model. So W_0 carries no optimizer state
   and fresh buffers; each selected interval is replayed together with the interval before it,
   whose replay must end in the selected interval's recorded weights, momentum and buffers; the
-  final interval is always replayed; and top-Q ranks intervals by momentum change as well as by
-  weight change. See `docs` of `polcore.attacks.state_injection` for what this leaves open;
+  final interval and the one before it are always replayed; and top-Q ranks intervals by momentum
+  change and BatchNorm-statistics change as well as by weight change (so state planted in an
+  interval no policy picked is itself the largest change of its epoch). See the docs of
+  `polcore.attacks.state_injection` for what this leaves open;
+* top-Q also ranks intervals by their update per unit of claimed learning rate, the gradient size
+  the proof implies: a proof may claim its own learning rates, and a decoy step at a huge rate
+  would otherwise be the epoch's largest update and hide jumps made at a tiny one (red team);
 * the data check covers every step's batch hash, not only the replayed ones (it trains nothing),
   and reports how the index schedule covers the dataset;
 * the cost of the planned replay is counted (on the meta device, before anything is allocated)
@@ -50,7 +55,7 @@ from polcore.models import build_model, init_distributions
 from polcore.proof import Proof, ProofError, read_proof
 from polcore.proof.manifest import MANIFEST_FILE
 from polcore.prover import hash_batches
-from polcore.verify.cost import meta_model, meta_step_flops
+from polcore.verify.cost import meta_model, meta_step_flops, meta_step_memory
 from polcore.verify.data_distance import DISTANCE_METRICS, nearest_distances
 from polcore.verify.distances import METRICS, NORM_METRICS, Metric, check_metrics, distances, norm
 from polcore.verify.init_check import Correction, InitCheck, check_init
@@ -62,7 +67,12 @@ from polcore.verify.thresholds import Adaptive, Calibrated, Threshold, Threshold
 
 DEFAULT_MAX_REPLAY_FLOPS = 1e17  # ~2x a whole 200-epoch ResNet-50/CIFAR-100 run; raise it on purpose
 DEFAULT_MAX_HASH_BYTES = 1e12  # the data check hashes every step's batch: ~8x CIFAR-10 x 200 epochs
-MOMENTUM_KEY = "momentum"  # the extra top-Q ranking: ||m_{t+k} - m_t||
+# Bytes a replay step may hold (meta_step_memory; doubled for the float64 probe): ResNet-50 on
+# CIFAR-100 at batch 128 needs 5.1e9 (1.0e10 with the probe); raise it on purpose.
+DEFAULT_MAX_REPLAY_MEMORY = 16e9
+MOMENTUM_KEY = "momentum"  # extra top-Q rankings (with `chain`): ||m_{t+k} - m_t||,
+BUFFERS_KEY = "buffers"  # ||b_{t+k} - b_t|| of the BatchNorm running statistics,
+UPDATE_PER_LR_KEY = "update_per_lr"  # and ||W_{t+k} - W_t|| / (sum of the interval's learning rates)
 ReplayAugmentation = Literal["recorded", "redraw"]
 
 
@@ -95,6 +105,9 @@ class Verifier:
         require_permutations: reject a proof whose epochs are not each a permutation of distinct
             examples (always reported; off by default: a prover may legitimately sample).
         max_replay_flops: refuse (decision "invalid") to replay more than this many FLOPs.
+        max_replay_memory: refuse (decision "invalid") a replay whose step would hold more than
+            this many bytes (activations saved for backward and parameter copies, estimated on
+            the meta device before anything is allocated; doubled for the float64 probe).
         max_hash_bytes: refuse (decision "invalid") to hash more than this many bytes of batches
             (the data check hashes every step's batch, T x batch size x one example's bytes).
         chain: the state-injection defence (default on): replay the interval before each selected
@@ -137,6 +150,7 @@ class Verifier:
         require_permutations: bool = False,
         max_replay_flops: float = DEFAULT_MAX_REPLAY_FLOPS,
         max_hash_bytes: float = DEFAULT_MAX_HASH_BYTES,
+        max_replay_memory: float = DEFAULT_MAX_REPLAY_MEMORY,
         chain: bool = True,
         state_checks: bool = True,
         reference_data: TensorDataset | None = None,
@@ -170,10 +184,12 @@ class Verifier:
             raise ValueError(f"init_alpha must lie in (0, 1), got {init_alpha}")
         if correction not in ("holm", "bonferroni"):
             raise ValueError(f"unknown correction {correction!r}; choose holm or bonferroni")
-        for name, value in (("max_replay_flops", max_replay_flops), ("max_hash_bytes", max_hash_bytes)):
+        for name, value in (("max_replay_flops", max_replay_flops), ("max_hash_bytes", max_hash_bytes),
+                            ("max_replay_memory", max_replay_memory)):
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be a number > 0, got {value}")
         self.max_hash_bytes = float(max_hash_bytes)
+        self.max_replay_memory = float(max_replay_memory)
         self.momentum_rtol = float(momentum_rtol)
         self.buffer_rtol = float(buffer_rtol)
         self.init_alpha = float(init_alpha)
@@ -251,6 +267,13 @@ class Verifier:
         config = proof.config
         reasons: list[Reason] = []
         aug_seed = self._augmentation_seed(proof)
+        step_memory = meta_step_memory(config.model, tuple(data.x.shape[1:]), config.batch_size)
+        step_memory *= 2 if self.threshold.needs_noise else 1
+        if step_memory > self.max_replay_memory:
+            raise ProofError(MANIFEST_FILE, "schedule.batch_size",
+                             f"replaying one step of {config.model.name} at batch {config.batch_size} would hold "
+                             f"about {step_memory:.3g} bytes, more than this verifier's limit of "
+                             f"{self.max_replay_memory:.3g} (raise the limit to verify it anyway)")
         matches = len(data) == config.dataset.size and data.fingerprint == config.dataset.fingerprint
         if not matches:
             reasons.append(Reason("data", f"dataset {data.name} ({len(data)} examples) is not the one the proof "
@@ -351,19 +374,36 @@ class Verifier:
         return reasons
 
     def _magnitudes(self, proof: Proof, intervals: Sequence[Interval]) -> dict[str, np.ndarray]:
-        """d(W_t, W_{t+k}) of every interval per judged metric, and ||m_{t+k} - m_t|| (what top-Q ranks)."""
+        """What top-Q ranks, per interval: d(W_t, W_{t+k}) per judged metric and, with `chain`,
+        ||m_{t+k} - m_t|| (momentum), ||b_{t+k} - b_t|| (floating-point buffers: BatchNorm
+        statistics) and ||W_{t+k} - W_t|| / sum of the interval's learning rates (infinite for a
+        move at learning rate 0)."""
         names = proof.layout.parameters
         out = {m: np.zeros(len(intervals)) for m in self.metrics}
         with_momentum = self.chain and proof.config.optimizer.momentum > 0
         if with_momentum:
             out[MOMENTUM_KEY] = np.zeros(len(intervals))
+        buffers = [n for n, (_, dtype) in proof.layout.state.items() if dtype.is_floating_point and n not in names]
+        if self.chain and buffers:
+            out[BUFFERS_KEY] = np.zeros(len(intervals))
+        if self.chain:
+            out[UPDATE_PER_LR_KEY] = np.zeros(len(intervals))
+        lrs = proof.config.lr_array()
         first = proof.checkpoint(0)
         previous, previous_m = first.flat(names), first.flat_momentum(names)
+        previous_b = first.flat(buffers) if buffers else None
         for iv in intervals:
             checkpoint = proof.checkpoint(iv.stop)
             current = checkpoint.flat(names)
             for m, value in distances(previous, current, self.metrics).items():
                 out[m][iv.index] = value
+            if self.chain:
+                moved, rate = float(torch.linalg.vector_norm(current - previous)), float(lrs[iv.start : iv.stop].sum())
+                out[UPDATE_PER_LR_KEY][iv.index] = moved / rate if rate > 0 else (math.inf if moved > 0 else 0.0)
+            if BUFFERS_KEY in out:
+                current_b = checkpoint.flat(buffers)
+                out[BUFFERS_KEY][iv.index] = float(torch.linalg.vector_norm(current_b - previous_b))
+                previous_b = current_b
             if with_momentum:
                 current_m = checkpoint.flat_momentum(names)
                 before = previous_m if previous_m is not None else torch.zeros_like(current)
@@ -423,7 +463,8 @@ class Verifier:
                                   tolerances={"momentum_rtol": self.momentum_rtol, "buffer_rtol": self.buffer_rtol,
                                               "init_alpha": self.init_alpha,
                                               "max_replay_flops": self.max_replay_flops,
-                                              "max_hash_bytes": self.max_hash_bytes, "chain": self.chain,
+                                              "max_hash_bytes": self.max_hash_bytes,
+                                              "max_replay_memory": self.max_replay_memory, "chain": self.chain,
                                               "state_checks": self.state_checks,
                                               "max_data_distance": self.max_data_distance,
                                               "data_distance_metric": self.data_distance_metric,
