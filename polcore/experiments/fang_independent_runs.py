@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,59 @@ EXPERIMENT = "fang_independent_runs"
 INIT_SEED_BASE = 1000  # model m draws its init from seed 1000 + m and its data order from seed m
 
 
+class TrainingRun:
+    """One model of `setup`, trained an epoch at a time (`epochs()`), so that two runs can be
+    compared epoch by epoch in one process without storing either's snapshots.
+
+    `seconds` is the training alone (no snapshots, no replay): an honest prover's cost.
+    `interval_error()` replays the last k steps from the checkpoint before them with each batch's
+    examples reversed: the benign reproduction error a verifier has to tolerate.
+    """
+
+    def __init__(self, setup: TrainSetup, data: TensorDataset, *, init_seed: int, order_seed: int,
+                 device: torch.device, reverse_within_batch: bool = False) -> None:
+        self.setup, self.data, self.device = setup, data, device
+        self.init_seed, self.order_seed = init_seed, order_seed
+        self.model = build_model(setup.model_spec(), seed=init_seed).to(device)
+        self.optimizer = make_optimizer(self.model, setup.optimizer())
+        indices = index_schedule(len(data), setup.batch_size, setup.epochs, seed=order_seed)
+        self.indices = np.ascontiguousarray(indices[:, ::-1]) if reverse_within_batch else indices
+        self.lrs = lr_schedule(setup.lr, len(self.indices), milestones=setup.lr_milestones)
+        self.checkpoint: tuple[dict, dict] | None = None
+        self.seconds = 0.0
+
+    def _train(self, start: int, stop: int, progress: str | None = None) -> None:
+        clock = _clock(self.device)
+        train(self.model, self.optimizer, self.data, self.indices, self.lrs, start=start, stop=stop,
+              augment=self.setup.augment, seed=self.order_seed, progress=progress)
+        self.seconds += _clock(self.device) - clock
+
+    def epochs(self) -> Iterator[int]:
+        """Train epoch by epoch, yielding after each (keeping the checkpoint before the last k steps)."""
+        total = len(self.indices)
+        per_epoch, last_interval = total // self.setup.epochs, total - self.setup.k
+        for epoch in range(self.setup.epochs):
+            start, stop = epoch * per_epoch, (epoch + 1) * per_epoch
+            if start <= last_interval < stop:  # keep the checkpoint the verifier would replay from
+                self._train(start, last_interval)
+                self.checkpoint = (copy.deepcopy(self.model.state_dict()),
+                                   copy.deepcopy(self.optimizer.state_dict()))
+                start = last_interval
+            self._train(start, stop, progress_label(f"init {self.init_seed} epoch {epoch}"))
+            yield epoch
+
+    def interval_error(self) -> float:
+        replay = build_model(self.setup.model_spec(), seed=self.init_seed).to(self.device)
+        replay_opt = make_optimizer(replay, self.setup.optimizer())
+        replay.load_state_dict(self.checkpoint[0])
+        replay_opt.load_state_dict(self.checkpoint[1])
+        reversed_rows = np.ascontiguousarray(self.indices[:, ::-1])
+        total = len(self.indices)
+        train(replay, replay_opt, self.data, reversed_rows, self.lrs, start=total - self.setup.k, stop=total,
+              augment=self.setup.augment, seed=self.order_seed)
+        return float(torch.linalg.vector_norm(flat_params(replay) - flat_params(self.model)))
+
+
 def train_run(
     setup: TrainSetup,
     data: TensorDataset,
@@ -46,46 +99,12 @@ def train_run(
     reverse_within_batch: bool = False,
     snapshot_every_epoch: bool = False,
 ) -> tuple[torch.nn.Module, list[torch.Tensor], float, float]:
-    """Train one model of `setup`.
-
-    Returns the model, its flat weights at the end of every epoch (when asked), the l2 error of
-    replaying its last k steps from the checkpoint before them with each batch's examples reversed
-    (the benign reproduction error a verifier has to tolerate), and the seconds of the training
-    alone (no snapshots, no replay): an honest prover's cost.
-    """
-    model = build_model(setup.model_spec(), seed=init_seed).to(device)
-    optimizer = make_optimizer(model, setup.optimizer())
-    indices = index_schedule(len(data), setup.batch_size, setup.epochs, seed=order_seed)
-    if reverse_within_batch:
-        indices = np.ascontiguousarray(indices[:, ::-1])
-    lrs = lr_schedule(setup.lr, len(indices), milestones=setup.lr_milestones)
-    total, per_epoch = len(indices), len(indices) // setup.epochs
-    last_interval = total - setup.k
-    snapshots, checkpoint, seconds = [], None, 0.0
-    for epoch in range(setup.epochs):
-        start, stop = epoch * per_epoch, (epoch + 1) * per_epoch
-        if start <= last_interval < stop:  # keep the checkpoint the verifier would replay from
-            clock = _clock(device)
-            train(model, optimizer, data, indices, lrs, start=start, stop=last_interval,
-                  augment=setup.augment, seed=order_seed)
-            seconds += _clock(device) - clock
-            checkpoint = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
-            start = last_interval
-        clock = _clock(device)
-        train(model, optimizer, data, indices, lrs, start=start, stop=stop, augment=setup.augment,
-              seed=order_seed, progress=progress_label(f"init {init_seed} epoch {epoch}"))
-        seconds += _clock(device) - clock
-        if snapshot_every_epoch:
-            snapshots.append(flat_params(model).float())
-    replay = build_model(setup.model_spec(), seed=init_seed).to(device)
-    replay_opt = make_optimizer(replay, setup.optimizer())
-    replay.load_state_dict(checkpoint[0])
-    replay_opt.load_state_dict(checkpoint[1])
-    reversed_rows = np.ascontiguousarray(indices[:, ::-1])
-    train(replay, replay_opt, data, reversed_rows, lrs, start=last_interval, stop=total,
-          augment=setup.augment, seed=order_seed)
-    interval_error = float(torch.linalg.vector_norm(flat_params(replay) - flat_params(model)))
-    return model, snapshots, interval_error, seconds
+    """Train one model of `setup`: the model, its flat float32 weights after every epoch (when
+    asked), its k-step benign reproduction error, and the seconds of its training."""
+    run = TrainingRun(setup, data, init_seed=init_seed, order_seed=order_seed, device=device,
+                      reverse_within_batch=reverse_within_batch)
+    snapshots = [flat_params(run.model).float() for _ in run.epochs() if snapshot_every_epoch]
+    return run.model, snapshots, run.interval_error(), run.seconds
 
 
 def _clock(device: torch.device) -> float:
@@ -102,40 +121,39 @@ def _weights(model: torch.nn.Module) -> np.ndarray:
     return torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters()]).numpy()
 
 
-def _curve(reference: np.ndarray, snaps: list[torch.Tensor]) -> np.ndarray:
-    """l2 distance per epoch between two runs' float32 snapshots (in float64)."""
-    return np.array([float(torch.linalg.vector_norm(torch.from_numpy(np.array(a)).double() - b.double()))
-                     for a, b in zip(reference, snaps)])
-
-
 def unit_model(ctx: UnitContext) -> UnitOutput:
-    """Train one model (or, with `benign`, model 0 again with every batch reversed); its weights
-    and per-epoch snapshots go to files (too large for the unit's arrays at the paper's size).
-
-    The models that draw a per-epoch curve against model 0 read model 0's snapshots, so that only
-    one run of a row ever stores them.
-    """
+    """Train one model (seed m: init seed 1000 + m, data order m); its final weights go to a file
+    (the reduce measures the pairs). With `curve`, model 0 is trained again beside it, in lockstep,
+    for the distance between the two after every epoch: 20% more training per row than storing
+    model 0's snapshots, but no snapshots (19 GB for the paper's ResNet-50 row). With `benign`,
+    the model is model 0 with every batch reversed (a whole run under benign noise)."""
     setup = train_setup(ctx.config["train"])
     seed = ctx.config["seed"]
     data = load_dataset(setup.dataset, size=setup.train_size, device=ctx.device)
-    model, snaps, interval_error, seconds = train_run(
-        setup, data, init_seed=ctx.config["init_seed"], order_seed=seed, device=ctx.device,
-        reverse_within_batch=ctx.config["benign"], snapshot_every_epoch=ctx.config["snapshots"])
-    np.save(ctx.workdir / "weights.npy", _weights(model))
+    run = TrainingRun(setup, data, init_seed=INIT_SEED_BASE + seed, order_seed=seed, device=ctx.device,
+                      reverse_within_batch=ctx.config["benign"])
     arrays: dict[str, np.ndarray] = {}
-    if ctx.config["snapshots"] and not ctx.config["curve_to"]:
-        np.save(ctx.workdir / "snapshots.npy", torch.stack(snaps).numpy())
-    if ctx.config["curve_to"]:
-        reference_dir = ctx.files_of(ctx.config["curve_to"])
-        arrays["curve"] = _curve(np.load(reference_dir / "snapshots.npy", mmap_mode="r"), snaps)
-        final0 = torch.from_numpy(np.load(reference_dir / "weights.npy")).double()
-        arrays["distance_to_reference"] = np.array(float(torch.linalg.vector_norm(flat_params(model) - final0)))
-    steps = setup.epochs * (len(data) // setup.batch_size)
-    flops = meta_step_flops(setup.model_spec(), tuple(data.x.shape[1:]), setup.batch_size) * steps
-    test = load_dataset(setup.dataset, train=False, device=ctx.device)
-    return UnitOutput(data={"accuracy": accuracy(model, test), "interval_reproduction_error": interval_error,
-                            "train_steps": steps, "train_flops": flops},
-                      arrays=arrays, timings={"train_seconds": seconds})
+    if ctx.config["curve"]:
+        reference = TrainingRun(setup, data, init_seed=INIT_SEED_BASE, order_seed=0, device=ctx.device)
+        curve = []
+        for _ in zip(reference.epochs(), run.epochs(), strict=True):
+            a, b = flat_params(reference.model).float(), flat_params(run.model).float()
+            curve.append(float(torch.linalg.vector_norm(a.double() - b.double())))
+        arrays["curve"] = np.array(curve)
+        arrays["distance_to_model0"] = np.array(float(torch.linalg.vector_norm(
+            flat_params(run.model) - flat_params(reference.model))))
+    else:
+        for _ in run.epochs():
+            pass
+    data_out: dict[str, Any] = {}
+    if not ctx.config["benign"]:
+        np.save(ctx.workdir / "weights.npy", _weights(model := run.model))
+        steps = len(run.indices)
+        data_out = {"accuracy": accuracy(model, load_dataset(setup.dataset, train=False, device=ctx.device)),
+                    "interval_reproduction_error": run.interval_error(), "train_steps": steps,
+                    "train_flops": meta_step_flops(setup.model_spec(), tuple(data.x.shape[1:]), setup.batch_size)
+                    * steps}
+    return UnitOutput(data=data_out, arrays=arrays, timings={"train_seconds": run.seconds})
 
 
 def _name(row: int, seed: int | None) -> str:
@@ -143,20 +161,18 @@ def _name(row: int, seed: int | None) -> str:
 
 
 def units(profile_name: str, setup: IndependentRunsSetup) -> list[Unit]:
-    """Per row: `n_models` trainings (seed m: init seed 1000 + m, data order m), and model 0
-    trained again with every batch reversed. Models 1 and the benign run need model 0 (the
-    per-epoch curves); the others stand alone."""
+    """Per row: `n_models` trainings, and model 0 trained again with every batch reversed. Model 1
+    and the benign run each train model 0 beside them for their per-epoch curves; no unit needs
+    another, so all of them can run at once."""
     out = []
     for i, row in enumerate(setup.rows):
         size = row.train_size or {"digits": 1437, "mnist": 60000}.get(row.dataset, 50000)
-        steps = row.epochs * (size // row.batch_size) + row.k
+        steps = row.epochs * (size // row.batch_size)
         for m in [*range(setup.n_models), None]:
-            curve_to = None if m == 0 else _name(i, 0) if m in (1, None) else None
+            curve = m in (1, None)
             config = {"train": row.to_dict(), "seed": 0 if m is None else m,
-                      "init_seed": INIT_SEED_BASE + (0 if m is None else m), "benign": m is None,
-                      "snapshots": m in (0, 1, None), "curve_to": curve_to}
-            out.append(Unit(_name(i, m), unit_model, config, needs=(curve_to,) if curve_to else (), steps=steps,
-                            probe=row))
+                      "init_seed": INIT_SEED_BASE + (0 if m is None else m), "benign": m is None, "curve": curve}
+            out.append(Unit(_name(i, m), unit_model, config, steps=(2 if curve else 1) * steps + row.k, probe=row))
     return out
 
 
@@ -181,7 +197,7 @@ def _row_measure(i: int, setup: IndependentRunsSetup, stored: Mapping[str, Store
         "train_flops": np.array([u.data["train_flops"] for u in models], dtype=np.float64),
         "train_steps": models[0].data["train_steps"],
         "reproduction_error": float(max(interval_errors)),
-        "benign_full_run_distance": float(benign.arrays["distance_to_reference"]),
+        "benign_full_run_distance": float(benign.arrays["distance_to_model0"]),
         "p_value": float(test_result.pvalue),
         "t_statistic": float(test_result.statistic),
         "train_seconds": [u.timings["train_seconds"] for u in models],  # measured: not part of the bitwise promise
