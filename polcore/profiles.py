@@ -392,7 +392,7 @@ def _dry_train(setup: TrainSetup, *, batch_size: int = 2, steps_per_epoch: int =
 
 # The forging setups' sizes in a dry run (fields B's code may not have yet are skipped).
 _DRY_FORGING = {
-    "lenet_batch_sizes": (8,), "vgg_batch_sizes": (8,), "logreg_batch_sizes": (8,), "adam_batch_size": 8,
+    "lenet_batch_sizes": (8,), "vgg_batch_sizes": (8,), "logreg_batch_sizes": (8,), "adam_batch_size": 4,
     "n_steps": 2, "threads": 2, "greedy_steps": 1, "greedy_points": 24, "greedy_candidates": 2, "proof_steps": 2,
     "adam_runs": 2, "adam_iterations": 3, "adam_sweep_iterations": 2, "n_shuffles": 3, "prop1_starts": 2,
     "domain_iterations": 3, "box_max_iter": 3,
