@@ -8,6 +8,7 @@ and the JSON-serialisable `VerificationReport`.
 from polcore.verify.distances import METRICS, distance, distances
 from polcore.verify.init_check import InitCheck, check_init, holm
 from polcore.verify.reference import ReferenceDistance, measure_d_ref, reference_schedule
+from polcore.verify.replay import shared_replays
 from polcore.verify.report import Cost, IntervalResult, Reason, VerificationReport
 from polcore.verify.schedule import Coverage, index_coverage
 from polcore.verify.selection import POLICY_NAMES, All, RandomQ, TopQ, Union, intervals_of, make_policy, replay_plan
@@ -45,4 +46,5 @@ __all__ = [
     "make_policy",
     "measure_d_ref",
     "parse_threshold",
+    "shared_replays",
 ]

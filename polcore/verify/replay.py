@@ -9,11 +9,19 @@ the start of the next interval and must be what training produced.
 `probe` replays the same interval in float64 from the same checkpoint: the distance between the
 two replays is float32's own rounding error over the interval, which the calibrated threshold
 scales into a tolerance.
+
+`shared_replays()` lets several verifiers judging one proof (an experiment comparing settings)
+compute each replay once: replay is deterministic on one stack, so a second verifier asking for
+the same interval from the same state gets the same result without training again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +41,32 @@ class Replay:
     momentum: torch.Tensor | None  # flat float64 SGD momentum after them (None: the optimizer keeps none)
     buffers: dict[str, torch.Tensor]  # the model's buffers (BatchNorm statistics) after them
     bad_steps: list[int]  # steps whose batch hash differs from the proof's
+
+
+_SHARED: ContextVar[dict[tuple, Replay] | None] = ContextVar("polcore_shared_replays", default=None)
+
+
+@contextlib.contextmanager
+def shared_replays() -> Iterator[None]:
+    """Within this block, a replay of the same proof's interval from the same state (by content),
+    on the same data, device, precision and augmentation seed, is computed once and reused. Keep
+    the block on one numerical stack: a replay under other kernels or thread counts is another
+    measurement, and must not be answered from this one (the thread count is part of the key)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _state_digest(checkpoint: Checkpoint) -> str:
+    """SHA-256 of a checkpoint's step and tensors (weights, buffers, momentum), by name."""
+    h = hashlib.sha256(str(checkpoint.step).encode())
+    for prefix, tensors in (("model", checkpoint.model), ("momentum", checkpoint.momentum or {})):
+        for name in sorted(tensors):
+            h.update(f"{prefix}/{name}".encode())
+            h.update(tensors[name].detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def flat_buffers(state: dict[str, torch.Tensor] | object, names: list[str]) -> torch.Tensor | None:
@@ -75,6 +109,18 @@ class Replayer:
 
     def _run(self, model: torch.nn.Module, checkpoint: Checkpoint, stop: int, *, dtype: torch.dtype | None,
              hasher: BatchHasher | None, progress: str | None) -> Replay:
+        shared = _SHARED.get()
+        if shared is None:
+            return self._train(model, checkpoint, stop, dtype=dtype, hasher=hasher, progress=progress)
+        key = (str(self.proof.path), tuple(sorted(self.proof.manifest.sha256.items())), self.proof.checkpoint_sha256,
+               _state_digest(checkpoint), stop, str(dtype), self.aug_seed, self.data.fingerprint,
+               str(next(model.parameters()).device), torch.get_num_threads(), hasher is None)
+        if key not in shared:
+            shared[key] = self._train(model, checkpoint, stop, dtype=dtype, hasher=hasher, progress=progress)
+        return shared[key]
+
+    def _train(self, model: torch.nn.Module, checkpoint: Checkpoint, stop: int, *, dtype: torch.dtype | None,
+               hasher: BatchHasher | None, progress: str | None) -> Replay:
         config = self.proof.config
         optimizer = make_optimizer(model, config.optimizer)
         restore(model, optimizer, checkpoint)
