@@ -35,7 +35,6 @@ device = "auto"  # "auto", "cpu" or "cuda"
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 
 from polcore import plotting
 from polcore.experiments import fang_sec6_2_blindfold as experiment

@@ -48,6 +48,7 @@ from polcore.verify import Adaptive, All, Normalised, VerificationReport, Verifi
 EXPERIMENT = "fang_sec6_1_infinitesimal"
 SEED = 0
 ATTACK2 = "zhang_attack2"
+SPOOF_NAMES = {"infinitesimal": "infinitesimal update", "attack2": "Attack II"}
 RANDOM_DATA = True  # the infinitesimal spoof trains on random data shipped with the proof
 
 
@@ -127,6 +128,7 @@ def units(profile_name: str, setup: FangSetup) -> list[Unit]:
 def reduce(profile_name: str, setup: FangSetup, stored: Mapping[str, StoredUnit]) -> Result:
     rows, arrays = [], {}
     fig4_all, fig11_all, ours4, ours11 = True, True, [], []
+    fig4_partly = False  # the infinitesimal spoof passes and lies below Attack II, which does not pass
     for i, row in enumerate(setup.rows):
         spoofs = {key: stored[f"row{i}-{key}"] for key in _spoofs(setup)}
         for key, unit in spoofs.items():
@@ -150,27 +152,37 @@ def reduce(profile_name: str, setup: FangSetup, stored: Mapping[str, StoredUnit]
         inf = errors["infinitesimal"]
         if "attack2" in errors:
             a2 = errors["attack2"]
-            fig4 = static_ok["infinitesimal"] and static_ok["attack2"] and float(inf.mean()) < float(a2.mean())
-            ours4.append(f"{_label(row)}: mean normalised error infinitesimal {inf.mean():.2g}, Attack II "
-                         f"{a2.mean():.2g} (delta {setup.static_delta}); accepted {static_ok}")
+            lower = float(inf.mean()) < float(a2.mean())
+            fig4 = static_ok["infinitesimal"] and static_ok["attack2"] and lower
+            fig4_partly = fig4_partly or (static_ok["infinitesimal"] and lower)
+            ours4.append(f"{_label(row)}: mean normalised error infinitesimal {inf.mean():.2g} "
+                         f"({_passes(static_ok['infinitesimal'])}), Attack II {a2.mean():.2g} "
+                         f"({_passes(static_ok['attack2'])}) against delta {setup.static_delta}")
         else:
             fig4 = None
             ours4.append(f"{_label(row)}: infinitesimal mean normalised error {inf.mean():.2g} (Attack II not run)")
         fig11 = all(adaptive_rejected.values()) and honest_ok and len(spoofs) == 2
-        ours11.append(f"{_label(row)}: spoofs rejected {adaptive_rejected}; honest accepted "
-                      f"{ {k: v['decisions'].count('accepted') for k, v in honest.items()} } of {setup.adaptive_runs}")
+        rejected = ", ".join(f"{SPOOF_NAMES[k]} {'rejected' if v else 'accepted'}"
+                             for k, v in adaptive_rejected.items())
+        accepted = ", ".join(f"{v['decisions'].count('accepted')} of {len(v['decisions'])} at {k}"
+                             for k, v in honest.items())
+        ours11.append(f"{_label(row)}: spoofs: {rejected}; honest runs accepted: {accepted}")
         fig4_all = None if fig4 is None or fig4_all is None else (fig4_all and fig4)
         fig11_all &= fig11
         rows.append({"label": _label(row), "d_ref": spoofs["infinitesimal"].data["d_ref"],
                      "spoofs": {k: {"static": u.data["static"], "adaptive": u.data["adaptive"],
                                     "attack_seconds": u.timings["attack_seconds"],
                                     "mean_normalised_error": float(errors[k].mean()),
-                                    "max_normalised_error": float(errors[k].max())} for k, u in spoofs.items()},
+                                    "max_normalised_error": float(errors[k].max()),
+                                    "updates": len(errors[k]),
+                                    "over_delta": int((errors[k] > setup.static_delta).sum())}
+                                for k, u in spoofs.items()},
                      "honest": honest, "fig4_holds": fig4, "fig11_holds": fig11,
                      "train_seconds": stored[f"row{i}-honest-lr-seed{SEED}"].timings["train_seconds"]})
     claims = {
         "F-fig4": claim_result("F-fig4", "; ".join(ours4), fig4_all,
-                               f"every interval verified; static delta {setup.static_delta} on d / d_ref"),
+                               f"every interval verified; static delta {setup.static_delta} on d / d_ref",
+                               partly=fig4_partly),
         "F-fig11": claim_result("F-fig11", "; ".join(ours11), fig11_all,
                                 f"adaptive alpha = {setup.alpha}, l2, every interval; {setup.adaptive_runs} "
                                 f"honest runs per learning rate"),
@@ -178,6 +190,10 @@ def reduce(profile_name: str, setup: FangSetup, stored: Mapping[str, StoredUnit]
     return Result(EXPERIMENT, profile_name, config_for(setup), {"rows": rows, "spoofs": list(_spoofs(setup)),
                                                                 "static_delta": setup.static_delta,
                                                                 "alpha": setup.alpha}, arrays, claims)
+
+
+def _passes(accepted: bool) -> str:
+    return "passes" if accepted else "fails"
 
 
 def _label(row: TrainSetup) -> str:
