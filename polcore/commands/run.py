@@ -64,13 +64,11 @@ def dry_run(experiment: str, profile: str = "paper", *, results: Path | None = N
     prof = dry_run_profile(profile)
     sizes = FakeSizes(cifar10_test=DRY_RUN_TEST_IMAGES, cifar100_test=DRY_RUN_TEST_IMAGES,
                       mnist_test=DRY_RUN_TEST_IMAGES)
-    # every core: a dry run checks code paths, not bits (POLCORE_THREADS, when set, wins)
-    threads = os.environ.get("POLCORE_THREADS") or str(max(1, min(os.cpu_count() or 1, 8)))
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="polcore-dry-")))
         root = results or tmp / "results"
         stack.enter_context(fake_data_root(tmp / "data", sizes))
-        stack.enter_context(_env(POLCORE_RESULTS=str(root), POLCORE_THREADS=threads))
+        stack.enter_context(_env(POLCORE_RESULTS=str(root)))
         stack.enter_context(run_options(plan_only=plan_only, progress=progress))
         return module.run(prof, device="cpu", recompute=False)
 
