@@ -11,7 +11,9 @@ d > delta). The limit comes from one of:
   early in training, smaller later; training is cut into len(deltas) equal stages by step.
 * `Adaptive(alpha)`: Fang et al. Lemma 3, alpha * min(||g||, ||g'||) with g = W_{t+k} - W_t the
   proof's update and g' = W'_{t+k} - W_t the reproduced one. The paper states it per update and in
-  l2; here it applies per interval of k updates and in the metric's own norm (so not cos).
+  l2, and its "update" is exactly this g_t of one checkpoint interval (Sec. 6.1's notation), so
+  with metrics=("l2",) and every interval replayed it is the paper's form (F-fig11); other
+  metrics use their own norm (so not cos).
 * `Calibrated(factor)`: factor times the *measured* rounding noise of the interval: the verifier
   replays it once more in float64, and the distance between its float32 and float64 replays is
   float32's own rounding error over those k steps. Another float32 stack (other kernels, threads,
