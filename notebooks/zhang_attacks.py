@@ -346,7 +346,7 @@ markdown_table(
         for n, s in hw["threads"].items()
     ],
     title="Z-hw (Fig. 11): Attack II's time with fewer CPU threads than the prover, the "
-    "weaker-hardware axis on one machine (experiment zhang_attacks)",
+    "weaker-hardware axis on one machine, at the smallest T' (experiment zhang_attacks)",
 )
 
 # %% [markdown]
