@@ -143,8 +143,8 @@ markdown_table(
         for proof in ("spoof", "honest")
         for q in data["verifier_qs"]
     ],
-    title="F-fig5: each verifier's decision on the blindfold spoof and on an honest proof "
-    "with the same k (experiment fang_sec6_2_blindfold)",
+    title="F-fig5: each verifier's decision on the blindfold spoof and on an honest "
+    "proof with the same k (experiment fang_sec6_2_blindfold)",
 )
 
 # %% tags=["remove-cell", "nbval-ignore-output"]
