@@ -24,7 +24,7 @@ from scipy import stats
 from polcore.data import TensorDataset, index_schedule, load_dataset
 from polcore.experiments.common import run_experiment
 from polcore.models import build_model
-from polcore.profiles import IndependentRunsSetup, TrainSetup
+from polcore.profiles import IndependentRunsSetup, Profile, TrainSetup
 from polcore.report import sig
 from polcore.results import Result, claim_result
 from polcore.runtime import progress_label
@@ -247,7 +247,7 @@ def reduce(profile_name: str, setup: IndependentRunsSetup, stored: Mapping[str, 
     return Result(EXPERIMENT, profile_name, config_for(setup), {"rows": rows}, arrays, claims={"F-tab1": claim})
 
 
-def run(profile: str = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
+def run(profile: str | Profile = "cpu", *, device: str | None = None, recompute: bool | None = None) -> Result:
     """F-tab1 at `profile`: the stored result when fresh, else a new run (stored)."""
     return run_experiment(EXPERIMENT, profile, device=device, recompute=recompute,
                           setup=lambda p: p.independent_runs, datasets=lambda s: [row.dataset for row in s.rows],
@@ -264,7 +264,7 @@ class HonestCosts:
     flops: np.ndarray  # counted FLOPs (forward + backward per step x steps; the SGD update is not counted)
 
 
-def honest_costs(profile: str = "cpu", *, device: str | None = None) -> list[HonestCosts]:
+def honest_costs(profile: str | Profile = "cpu", *, device: str | None = None) -> list[HonestCosts]:
     """The honest training costs of F-tab1's models at `profile`, one entry per row: their spread
     over seeds is what an honest prover's cost looks like (Fang et al., Lemmas 5-6). Runs F-tab1
     when its result is missing or stale."""
