@@ -85,3 +85,15 @@ def test_honest_proofs_pass_the_adaptive_threshold_at_normal_and_100x_smaller_lr
     report = Verifier(policy=All(), threshold=Adaptive(1.0)).verify_path(path, tiny_data())
     assert report.accepted, report.summary()
     assert all(r.distances["l2"] < r.limits["l2"] for r in report.intervals)
+
+
+def test_infinitesimal_without_recorded_state_passes_only_without_state_checks(inputs, tmp_path):
+    """The paper's 1-forward-pass construction (interpolation only) records no momentum: a
+    verifier that compares the replayed optimizer state with the recorded one rejects it."""
+    path = get_attack("infinitesimal_update", k=1, match_state=False)(inputs, tmp_path / "spoof")
+    spoof = read_proof(path)
+    delta = 1.0  # far above the interpolation step of this tiny run
+    printed = Verifier(policy=All(), threshold=Static(delta), **PRINTED).verify(spoof)
+    assert printed.accepted, printed.summary()
+    checked = Verifier(policy=All(), threshold=Static(delta)).verify(spoof)
+    assert checked.decision == "rejected" and "replay" in checked.reason_codes

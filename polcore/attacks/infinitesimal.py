@@ -13,9 +13,9 @@ any static delta once the proof has enough checkpoints. The data can be anything
 `match_state` (default on) makes the spoof survive polcore's state checks: the attacker replays
 each interval once from its own recorded state, as the verifier will, and records the SGD
 momentum and BatchNorm statistics that replay ends in (T training steps, about 3 forward passes
-a step). Off, only the interpolation is computed (the paper's 1 forward pass a step): momentum is
-not recorded and every checkpoint after W_0 carries W_T's buffers, which only a verifier without
-state checks (Algorithm 2 as printed) accepts.
+a step). Off, only the interpolation is computed (the paper's 1 forward pass a step): the
+recorded momentum is zero and every checkpoint after W_0 carries W_T's buffers, which only a
+verifier without state checks (Algorithm 2 as printed) accepts.
 
 Lemma 3's adaptive threshold, alpha * min(||g||, ||g'||), rejects it: ||g'|| is tiny, so the limit
 is, while the distance is the whole interpolation step.
@@ -92,6 +92,8 @@ def interpolated_checkpoints(plan: SpoofPlan, w0: Mapping[str, torch.Tensor], ta
     out = [first]
     runner = RunState(plan, plan.data, device) if match_state else None  # type: ignore[arg-type]
     params = set(dict(runner.model.named_parameters()) if runner else _param_names(plan))
+    zero_momentum = ({n: torch.zeros_like(w0[n]) for n in names if n in params}
+                     if plan.config.optimizer.momentum > 0 else None)  # the format wants a buffer after step 0
     for stop in steps[1:]:
         weights = {n: lerp(w0[n], target[n], stop / total) for n in names if n in params}
         if runner is not None:
@@ -99,7 +101,7 @@ def interpolated_checkpoints(plan: SpoofPlan, w0: Mapping[str, torch.Tensor], ta
             out.append(Checkpoint(stop, {**replayed.model, **weights}, replayed.momentum))
         else:
             buffers = {n: v.clone() for n, v in target.items() if n not in params}
-            out.append(Checkpoint(stop, {**buffers, **weights}, None))
+            out.append(Checkpoint(stop, {**buffers, **weights}, zero_momentum))
     return out
 
 
