@@ -91,10 +91,12 @@ def unit_spoof(ctx: UnitContext) -> UnitOutput:
     return UnitOutput(data=out, arrays=arrays, timings={"attack_seconds": seconds})
 
 
-def _spoofs(setup: FangSetup) -> dict[str, tuple[str, dict[str, Any]]]:
+def _spoofs(setup: FangSetup, steps: int | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The spoofs and their parameters; Attack II spoofs `attack2_steps` steps (None: the row's
+    `steps`, its whole run)."""
     spoofs = {"infinitesimal": ("infinitesimal_update", {"lr": setup.infinitesimal_lr, "random_data": RANDOM_DATA})}
     if ATTACK2 in attack_names():
-        spoofs["attack2"] = (ATTACK2, {"t_prime": setup.attack2_steps} if setup.attack2_steps else {})
+        spoofs["attack2"] = (ATTACK2, {"t_prime": setup.attack2_steps or steps})
     return spoofs
 
 
@@ -118,7 +120,7 @@ def units(profile_name: str, setup: FangSetup) -> list[Unit]:
                                 probe=row))
                 out.append(Unit(f"{name}-judged", unit_judge_honest, {**base, "proof": name}, (name,), steps=steps,
                                 probe=row))
-        for key, (attack, params) in _spoofs(setup).items():
+        for key, (attack, params) in _spoofs(setup, steps).items():
             out.append(Unit(f"row{i}-{key}", unit_spoof, {**base, "attack": attack, "params": params,
                                                           "template": template, "references": refs},
                             (template, *refs), steps=3 * steps, probe=row))
