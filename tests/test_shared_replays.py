@@ -11,7 +11,7 @@ import polcore.verify.replay as replay_module
 from polcore.verify import All, Calibrated, TopQ, Verifier, shared_replays
 
 
-def _numbers(report) -> list:  # noqa: ANN001
+def _numbers(report) -> list:
     return [(r.index, r.distances, r.momentum_error, r.buffer_error, r.noise, r.passed) for r in report.intervals]
 
 
