@@ -50,11 +50,9 @@ from polcore.attacks.base import (
     register,
     write_spoof,
 )
-from polcore.proof import checkpoint_file
+from polcore.proof import Checkpoint, checkpoint_file
 from polcore.proof.state import encode
 from polcore.proof.storage import patch_proof_file
-from polcore.proof import Checkpoint
-
 
 STALL_ROUNDS = 15  # rounds without a 1% better landing before the search stops (it can wander first)
 
@@ -114,7 +112,7 @@ def with_stolen_statistics(checkpoint: Checkpoint, inputs: AttackInputs) -> Chec
     already W*): the model a user would deploy. Batch counters stay the replay's."""
     assert inputs.target is not None
     model = {k: (inputs.target[k].clone() if v.is_floating_point() and k in inputs.target and
-                 (k.endswith("running_mean") or k.endswith("running_var")) else v)
+                 (k.endswith(("running_mean", "running_var"))) else v)
              for k, v in checkpoint.model.items()}
     return dataclasses.replace(checkpoint, model=model)
 
