@@ -15,15 +15,16 @@
 # # What spoofing and honest training cost (Fang et al., Sec. 5, App. B and D)
 #
 # A spoof is only a threat if it is cheaper than training. {cite:t}`fang2023pol` count each
-# attack's cost per proof step in forward passes (FP). One FP is about as many floating-point
+# attack's cost per proof "step", from checkpoint $t$ to checkpoint $t+k$, in forward passes
+# (FP). One FP is about as many floating-point
 # operations as the model has parameters times its input size, a backward pass is about 2 FP, and
 # adding two model states is about 1 FP. In these units:
 #
-# - the infinitesimal update attack costs **1 FP** per step (one interpolation);
-# - Zhang et al.'s Attack 2 costs **(43 n + 1) k FP** per step, with n the iterations spent
+# - the infinitesimal update attack costs **1 FP** per interval (one interpolation);
+# - Zhang et al.'s Attack 2 costs **(43 n + 1) k FP** per interval, with n the iterations spent
 #   optimising each adversarial batch and k the checkpoint interval;
-# - blindfold top-Q costs **3 k Q / s + 1 FP** per step, with Q the attacker's valid updates per
-#   epoch and s the steps per epoch.
+# - blindfold top-Q costs **3 k Q / s + 1 FP** per interval, with Q the attacker's valid updates
+#   per epoch and s the steps per epoch.
 #
 # App. D reports a speed-up of more than 40x for the infinitesimal update over Attack 2, and more
 # than 10x lower reproduction error on CIFAR-100. This page puts the formulas next to our three
@@ -100,16 +101,16 @@ for row in data["attacks"]:
 markdown_table(
     [
         "attack",
-        "paper's formula (FP / step)",
+        "paper's formula (FP / interval)",
         "formula, here",
-        "ours: counted FP / step",
-        "ours: counted FLOPs / step",
-        "ours: seconds / step",
-        "ours: / honest step",
+        "ours: counted FP / interval",
+        "ours: counted FLOPs / interval",
+        "ours: seconds / interval",
+        "ours: / honest interval",
         "ours: mean l2 replay error",
     ],
     table,
-    title="F-cost: per-step cost of each spoof, the paper's formula next to ours",
+    title="F-cost: cost per checkpoint interval of each spoof, the paper's formula and ours",
 )
 
 # %% tags=["remove-cell"]
@@ -133,14 +134,15 @@ glue_numbers(
 # %% [markdown]
 # One FP here is the counted forward FLOPs of one batch of the template's model
 # ({glue:text}`fc_fp_flops`). By the formulas, Attack 2 costs {glue:text}`fc_formula_ratio`
-# times the infinitesimal update per step at these k and n. Measured, our Attack 2 takes
-# {glue:text}`fc_speedup` times as long per step as our infinitesimal update (the paper: more
+# times the infinitesimal update per interval at these k and n. Measured, our Attack 2 takes
+# {glue:text}`fc_speedup` times as long per interval as our infinitesimal update (the paper: more
 # than 40x), with a mean replay error {glue:text}`fc_error_ratio` times the infinitesimal
-# update's. An honest training step of the template takes {glue:text}`fc_honest` s. Verdict:
+# update's. One honest training step of the template takes {glue:text}`fc_honest` s. Verdict:
 # **{glue:text}`fc_verdict`**. Counted FLOPs see only matmuls and convolutions, not the
 # interpolation the paper counts as 1 FP. Our infinitesimal update counts
-# {glue:text}`fc_inf_fp` FP per step because it replays every interval once at its tiny learning
-# rate, to record the momentum and BatchNorm statistics that polcore's verifier checks. The
+# {glue:text}`fc_inf_fp` FP per interval because it replays every interval once at its tiny
+# learning rate, to record the momentum and BatchNorm statistics that polcore's verifier checks.
+# The
 # paper's 1-FP version skips that replay and passes only a verifier without those checks. The
 # timings come from a machine shared with other jobs and are inflated.
 

@@ -45,6 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from polcore import plotting
+from polcore.attack_search import MIN_PROGRESS
 from polcore.experiments import fang_stochastic_spoofing as experiment
 from polcore.profiles import get_profile
 from polcore.report import glue_numbers, markdown_table, sig
@@ -73,7 +74,7 @@ for row in rows:
                 sig(stage["epoch"], 3),
                 sig(stage["distance"] / row["d_ref"]),
                 f"{100 * stage['negative_share']:.2f} %",
-                sig(stage["max_change"]),
+                sig(stage["max_change"] / row["d_ref"]),
                 f"{100 * stage['first_order_negative_share']:.1f} %",
                 stage["examples"],
             ]
@@ -84,7 +85,7 @@ markdown_table(
         "adversary trained (epochs)",
         "distance to W_T / d_ref",
         "examples moving away (paper: 100 %)",
-        "largest move closer",
+        "largest move closer / d_ref",
         "moving away, first order (lr -> 0)",
         "examples",
     ],
@@ -148,7 +149,8 @@ plotting.show(fig, "fig_ffig6")
 # direction to $W_T$ counts, and then only {glue:text}`f6_first_min` to
 # {glue:text}`f6_first_max` of the examples move away. At a finite learning rate, the step's own
 # length adds $\eta^2\|u\|^2$ to the squared distance, and that term pushes every example further
-# away. The moves closer that remain are tiny next to $d_{ref}$ (see "largest move closer").
+# away. The moves closer that remain are tiny next to $d_{ref}$ (the column "largest move
+# closer").
 
 # %% [markdown]
 # (claim-f-fig7)=
@@ -227,6 +229,7 @@ glue_numbers(
         "f8_factor": sig(rna["calibration_factor"]),
         "f8_lr": sig(rna["lr"]),
         "f8_progress": f"{100 * search['progress']:.2g} %",
+        "f8_min_progress": f"{100 * MIN_PROGRESS:g} %",
         "f8_verdict": claim8.verdict,
         "f8_why": claim8.detail,
     }
@@ -263,12 +266,26 @@ plotting.show(fig, "fig_ffig8")
 # ```
 
 # %% tags=["remove-input"]
-sweep_rows = [
-    [sig(lr), sig(score / d_ref), "chosen" if lr == rna["lr"] else ""]
-    for lr, score in zip(rna["grid"], rna["scores"])
-]
+sweep_rows = []
+for j, (lr, score) in enumerate(zip(rna["grid"], rna["scores"])):
+    curve = result.arrays[f"rna_sweep_{j}"]
+    score = float(score)
+    fall = (curve[0] - score) / curve[0] if np.isfinite(score) else float("nan")
+    sweep_rows.append(
+        [
+            sig(lr),
+            sig(score / d_ref, 5) if np.isfinite(score) else "diverged",
+            f"{100 * fall:.2f} %" if np.isfinite(fall) else "-",
+            "chosen" if lr == rna["lr"] else "",
+        ]
+    )
 markdown_table(
-    ["attacker's learning rate", "best distance / d_ref (run 0)", ""],
+    [
+        "attacker's learning rate",
+        "best distance / d_ref (run 0)",
+        "below its start",
+        "",
+    ],
     sweep_rows,
     title="F-fig8: the attacker's learning-rate sweep (its own objective decides)",
 )
@@ -279,7 +296,8 @@ markdown_table(
 # {glue:text}`f8_start` $d_{ref}$ from $W_T$ and its best run ends at {glue:text}`f8_best`
 # $d_{ref}$. That is {glue:text}`f8_ratio` times the benign reproduction error
 # ({glue:text}`f8_benign`). So the direction of Fig. 8 holds: the distance falls but stays far
-# from 0. The attack falls only {glue:text}`f8_progress` below its start, though. That fall is
-# the search evidence the verdict rules require before a negative claim can read "reproduced"
-# (a crippled attacker must not pass). Verdict: **{glue:text}`f8_verdict`**
-# ({glue:text}`f8_why`).
+# from 0. Its best run falls only {glue:text}`f8_progress` below its start, though. A negative
+# claim reads "reproduced" only when the attacker's search is evidence of trying hard: among other
+# things, its best run must fall at least {glue:text}`f8_min_progress` below its start, so that a
+# crippled attacker (no iterations, a learning rate of 0) cannot pass. Verdict:
+# **{glue:text}`f8_verdict`** ({glue:text}`f8_why`).
