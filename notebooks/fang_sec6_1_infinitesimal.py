@@ -240,7 +240,7 @@ def triangle(ax, g: float, g_rep: float, d: float, title: str) -> None:
     ax.plot(*zip(tip, rep), ":", color="C3", label=r"$g - g'$")
     ax.text(*tip, " g", va="bottom")
     ax.text(*rep, " g'", va="top", color="C1")
-    ax.set_xlim(-0.3, 1.4), ax.set_ylim(-0.6, 0.6), ax.set_aspect("equal")
+    ax.set_xlim(-0.3, 2.2), ax.set_ylim(-1.1, 1.1), ax.set_aspect("equal")
     ax.set_title(title, fontsize="small")
     ax.set_xlabel(r"along $g$ (units of $\|g\|$)")
     ax.set_ylabel(r"across $g$")
