@@ -156,8 +156,8 @@ for row in data["lemmas"]:
     n = float(row["N"])
     if not math.isfinite(n):
         n_text = "infinite (Var = 0)"
-    elif float(row["P"]) >= 1:
-        n_text = "1 (vacuous: P >= 1)"
+    elif float(row["P"]) >= 1 or n <= 1:
+        n_text = f"{sig(n)} (vacuous: at most 1 query)"
     else:
         n_text = sig(n)
     lemma_rows.append(
@@ -200,7 +200,7 @@ glue_numbers(
     {
         "l56_cv": sig(float(half["cv"])),
         "l56_seeds": half["seeds"],
-        "l56_n": sig(float(half["N"])) if float(half["P"]) < 1 else "1 (vacuous)",
+        "l56_n": sig(float(half["N"])) if float(half["N"]) > 1 else "1 (vacuous)",
         "l56_verdict": result.claims["F-L56"].verdict,
     }
 )
