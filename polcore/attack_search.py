@@ -330,4 +330,6 @@ NEGATIVE_CLAIMS: dict[str, NegativeClaim] = {c.claim_id: c for c in [
     NegativeClaim("S-fig2", "polcore.experiments.suliman_optimisation:fooling_probe", CRIPPLED),
     NegativeClaim("F-fig8", "polcore.experiments.fang_stochastic_spoofing:fooling_probe", CRIPPLED),  # helper E
     NegativeClaim("Z-A1", "polcore.experiments.zhang_attacks:fooling_probe", ("zero iterations", "one candidate")),  # C
+    NegativeClaim("F-2.3", "polcore.experiments.fang_sec2_3_attack2_settings:fooling_probe",
+                  ("zero iterations", "one candidate")),  # helper F
 ]}

@@ -139,6 +139,13 @@ class FangSetup:
     attack2_k: int = 100  # Sec. 2.3: Zhang's (k, delta) (CIFAR-100: 100, 0.1); the small one is both / 10
     attack2_delta: float = 0.1
     attack2_steps: int | None = None  # steps of the Attack II spoofs (None: the row's whole run)
+    # helper F: Sec. 2.3 (F-2.3): Attack II at Zhang's (k, delta) and at both / 10, by an attacker
+    # who sweeps Adam's lr on R (`attack2_lrs`), N = `attack2_iterations`, best of `attack2_runs`
+    attack2_settings: tuple[tuple[int, float], ...] = ((100, 0.1), (10, 0.01))
+    attack2_lrs: tuple[float, ...] = (0.005, 0.05, 0.5)
+    attack2_iterations: int = 10
+    attack2_runs: int = 1
+    attack2_settings_steps: int | None = None  # F-2.3's T' (None: attack2_steps)
 
 
 # ---- helper E: Fang et al. Sec. 7.2, App. C (F-fig6..8); Sec. 5, App. B, D (F-cost, F-L56) ----------
@@ -302,10 +309,12 @@ _SMOKE_FORGING = replace(
 # keeps Q_a / (S / k) near 5 / 39 with k = 2 (22 intervals an epoch) and Q_a = 3.
 # Attack II's T' (its spoof's steps) is the attacker's: Zhang et al.'s CIFAR windows are 1,000-4,000.
 _CPU_FANG = FangSetup(rows=(_CPU_TRAIN,), blindfold_k=2, blindfold_q=3, verifier_qs=(1, 2, 3, 4, 5, 6),
-                      attack2_k=10, attack2_delta=0.1, attack2_steps=200)
+                      attack2_k=10, attack2_delta=0.1, attack2_steps=200,
+                      attack2_settings=((10, 0.1), (1, 0.01)), attack2_settings_steps=100)  # F-2.3 (helper F)
 _PAPER_FANG = FangSetup(rows=(_PAPER_TRAIN, _PAPER_TRAIN_C100), attack2_steps=2000)
 _SMOKE_FANG = FangSetup(rows=(_SMOKE_TRAIN,), adaptive_runs=2, blindfold_k=1, blindfold_q=2, verifier_qs=(1, 2, 3),
-                        attack2_k=4, attack2_delta=0.1, attack2_steps=8)
+                        attack2_k=4, attack2_delta=0.1, attack2_steps=8,
+                        attack2_settings=((4, 0.1), (1, 0.01)), attack2_lrs=(0.01, 0.1, 1.0))
 
 
 # ---- helper E: Fang et al.'s stochastic spoofing and costs (F-fig6, F-fig7, F-fig8, F-cost, F-L56) ----
@@ -406,7 +415,8 @@ def _dry_fang(fang: FangSetup | None) -> FangSetup | None:
     if fang is None:
         return None
     return replace(fang, rows=(_dry_train(fang.rows[0]),), adaptive_runs=1, blindfold_k=1, blindfold_q=1,
-                   verifier_qs=(1, 2), attack2_k=2, attack2_steps=None)
+                   verifier_qs=(1, 2), attack2_k=2, attack2_steps=None,
+                   attack2_settings=((2, 0.1), (1, 0.01)), attack2_iterations=2)  # F-2.3: 2 iterations
 
 
 def _dry_stochastic(setup: FangStochasticSetup | None) -> FangStochasticSetup | None:
