@@ -110,7 +110,7 @@ markdown_table(
         "ours: mean l2 replay error",
     ],
     table,
-    title="F-cost: cost per checkpoint interval of each spoof, the paper's formula and ours",
+    title="F-cost: cost per checkpoint interval, the paper's formula and ours",
 )
 
 # %% tags=["remove-cell"]
