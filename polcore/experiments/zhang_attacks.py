@@ -385,6 +385,15 @@ def attack1_verdict(data: Mapping[str, Any]) -> ClaimResult:
     return claim_with_verdict("Z-A1", ours, outcome.verdict, detail)
 
 
+def _trend(curve: Mapping[str, list[float]]) -> float:
+    """Spearman's rho of accuracy against training progress (0 for a flat curve, which has none)."""
+    from scipy.stats import spearmanr
+
+    if len(set(curve["accuracy"])) < 2 or len(curve["accuracy"]) < 3:
+        return 0.0
+    return float(spearmanr(curve["progress"], curve["accuracy"])[0])
+
+
 def claims(data: Mapping[str, Any]) -> dict[str, ClaimResult]:
     main = data["rows"][0]
     out = {"Z-A1": attack1_verdict(data)}
@@ -422,10 +431,8 @@ def claims(data: Mapping[str, Any]) -> dict[str, ClaimResult]:
                                        agree and n2["paper"] == "accepted",
                                        f"calibrated: II {n2['calibrated']}, III {n3['calibrated']}", partly=agree)
     curves = [r["accuracy"] for r in main["a2"] + main["a3"] if "accuracy" in r]
-    from scipy.stats import spearmanr
-
-    honest_rho = float(spearmanr(main["honest_accuracy"]["progress"], main["honest_accuracy"]["accuracy"])[0])
-    rhos = [float(spearmanr(c["progress"], c["accuracy"])[0]) for c in curves]
+    honest_rho = _trend(main["honest_accuracy"])
+    rhos = [_trend(c) for c in curves]
     out["Z-acc"] = claim_result("Z-acc", f"Spearman rho of accuracy vs progress: proof {honest_rho:.2f}, spoofs "
                                 + ", ".join(f"{x:.2f}" for x in rhos), bool(rhos) and all(x > 0.5 for x in rhos)
                                 and honest_rho > 0.5, "held-out accuracy of every checkpoint")
