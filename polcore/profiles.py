@@ -310,7 +310,7 @@ _SMOKE_FORGING = replace(
 # Attack II's T' (its spoof's steps) is the attacker's: Zhang et al.'s CIFAR windows are 1,000-4,000.
 _CPU_FANG = FangSetup(rows=(_CPU_TRAIN,), blindfold_k=2, blindfold_q=3, verifier_qs=(1, 2, 3, 4, 5, 6),
                       attack2_k=10, attack2_delta=0.1, attack2_steps=200,
-                      attack2_settings=((10, 0.1), (1, 0.01)), attack2_settings_steps=100)  # F-2.3 (helper F)
+                      attack2_settings=((10, 0.1), (1, 0.01)), attack2_settings_steps=60)  # F-2.3 (helper F)
 _PAPER_FANG = FangSetup(rows=(_PAPER_TRAIN, _PAPER_TRAIN_C100), attack2_steps=2000)
 _SMOKE_FANG = FangSetup(rows=(_SMOKE_TRAIN,), adaptive_runs=2, blindfold_k=1, blindfold_q=2, verifier_qs=(1, 2, 3),
                         attack2_k=4, attack2_delta=0.1, attack2_steps=8,
@@ -416,7 +416,8 @@ def _dry_fang(fang: FangSetup | None) -> FangSetup | None:
         return None
     return replace(fang, rows=(_dry_train(fang.rows[0]),), adaptive_runs=1, blindfold_k=1, blindfold_q=1,
                    verifier_qs=(1, 2), attack2_k=2, attack2_steps=None,
-                   attack2_settings=((2, 0.1), (1, 0.01)), attack2_iterations=2)  # F-2.3: 2 iterations
+                   attack2_settings=((2, 0.1), (1, 0.01)), attack2_iterations=2,
+                   attack2_lrs=(0.05,))  # F-2.3: 2 iterations, one lr
 
 
 def _dry_stochastic(setup: FangStochasticSetup | None) -> FangStochasticSetup | None:

@@ -7,10 +7,11 @@ interval of the spoof is replayed and judged by the static normalised threshold 
 (d_ref: the mean distance of F-tab1's independent runs, measured).
 
 "Fails at the small setting" is a negative claim, so it is judged by `negative_verdict` on the
-attacker's search: Adam's lr on R swept over `attack2_lrs` (chosen by the attacker's own
+attacker's search there: Adam's lr on R swept over `attack2_lrs` (chosen by the attacker's own
 objective, the mean final step length), N = `attack2_iterations`, best of `attack2_runs` seeds;
 the convergence curve is the mean over optimised batches of the best-so-far step length. A
-crippled attacker (N = 0, one lr) can never make the claim "reproduced".
+crippled attacker (N = 0, one lr) can never make the claim "reproduced". The large setting runs
+the sweep's middle lr only: a pass there is a success whatever lr found it.
 """
 
 from __future__ import annotations
@@ -119,6 +120,14 @@ def unit_spoof(ctx: UnitContext) -> UnitOutput:
     return UnitOutput(data=data, arrays=arrays, timings={"attack_seconds": data.pop("attack_seconds")})
 
 
+def swept(setup: FangSetup, j: int) -> list[int]:
+    """Indices into `attack2_lrs` run at setting j: the whole sweep at the small (last) setting,
+    where the claim is negative and needs a tuned attacker; the middle lr at the others, where
+    a pass is a success whatever lr found it (and a fail is not the claim)."""
+    n = len(setup.attack2_lrs)
+    return list(range(n)) if j == len(setup.attack2_settings) - 1 else [n // 2]
+
+
 def _params(setup: FangSetup, lr: float, seed: int, t_prime: int) -> dict[str, Any]:
     return {"t_prime": t_prime, "iterations": setup.attack2_iterations, "lr": lr, "seed": seed}
 
@@ -132,8 +141,9 @@ def units(profile_name: str, setup: FangSetup) -> list[Unit]:
     refs = [f"ref{m}" for m in range(setup.n_reference_runs)]
     out = [Unit(n, unit_reference, {**base, "model": m}, steps=steps, probe=row) for m, n in enumerate(refs)]
     out.append(Unit("template", unit_honest, {**base, "seed": SEED}, steps=steps, probe=row))
-    for k, delta in setup.attack2_settings:
-        for i, lr in enumerate(setup.attack2_lrs):
+    for j, (k, delta) in enumerate(setup.attack2_settings):
+        for i in swept(setup, j):
+            lr = setup.attack2_lrs[i]
             for seed in range(setup.attack2_runs):
                 cfg = {**base, "k": k, "delta": delta, "params": _params(setup, lr, seed, t_prime),
                        "template": "template", "references": refs}
@@ -142,21 +152,22 @@ def units(profile_name: str, setup: FangSetup) -> list[Unit]:
     return out
 
 
-def _setting(setup: FangSetup, stored: Mapping[str, StoredUnit], k: int, delta: float
+def _setting(setup: FangSetup, stored: Mapping[str, StoredUnit], j: int
              ) -> tuple[dict[str, Any], dict[str, np.ndarray], NegativeOutcome]:
+    k, delta = setup.attack2_settings[j]
     name = setting_name(k, delta)
-    by_lr = [[stored[f"{name}-lr{i}-seed{s}"] for s in range(setup.attack2_runs)]
-             for i in range(len(setup.attack2_lrs))]
+    lrs = swept(setup, j)
+    by_lr = [[stored[f"{name}-lr{i}-seed{s}"] for s in range(setup.attack2_runs)] for i in lrs]
     scores = tuple(float(np.nanmean([np.nanmin(u.arrays["curve"]) for u in us])) for us in by_lr)
-    chosen = int(np.nanargmin(scores)) if np.isfinite(scores).any() else 0
-    runs = by_lr[chosen]
+    pick = int(np.nanargmin(scores)) if np.isfinite(scores).any() else 0
+    runs, lr = by_lr[pick], setup.attack2_lrs[lrs[pick]]
     search = search_record(setup, [(u.data["max_normalised_error"], u.arrays["curve"]) for u in runs],
-                           setup.attack2_lrs[chosen], scores, tuple(setup.attack2_lrs), setup.attack2_iterations)
+                           lr, scores, tuple(setup.attack2_lrs[i] for i in lrs), setup.attack2_iterations)
     errors = [u.data["max_normalised_error"] for u in runs]
     outcome = judge_setting(search, errors, delta)
     best = runs[int(np.argmin(errors))]
     passed = best.data["static"]["decision"] == "accepted"
-    row = {"k": k, "delta": delta, "lr": setup.attack2_lrs[chosen], "passes": passed,
+    row = {"k": k, "delta": delta, "lr": lr, "lr_sweep": [setup.attack2_lrs[i] for i in lrs], "passes": passed,
            "decision": best.data["static"]["decision"], "max_normalised_error": best.data["max_normalised_error"],
            "mean_normalised_error": best.data["mean_normalised_error"], "intervals": best.data["static"]["replayed"],
            "over_delta": int((best.arrays["normalised_error"] > delta).sum()),
@@ -181,8 +192,8 @@ def claim(large: dict[str, Any], small_outcome: NegativeOutcome) -> ClaimResult:
 
 def reduce(profile_name: str, setup: FangSetup, stored: Mapping[str, StoredUnit]) -> Result:
     rows, arrays, outcomes = [], {}, []
-    for k, delta in setup.attack2_settings:
-        row, arr, outcome = _setting(setup, stored, k, delta)
+    for j in range(len(setup.attack2_settings)):
+        row, arr, outcome = _setting(setup, stored, j)
         rows.append(row)
         arrays.update(arr)
         outcomes.append(outcome)
