@@ -168,6 +168,7 @@ class FangStochasticSetup:
     rna_history: int | None = 1  # rounds of updates in the least-squares basis (1: the paper's; None: all)
     calibration_factor: float = 100.0  # the bar: a calibrated verifier's tolerance, x benign error
     cost_attack2_iterations: int = 10  # App. B's n for Attack 2's formula and our measured run
+    cost_attack2_steps: int | None = None  # T' of the measured Attack 2 run (None: the template's); costs are per interval
 
 
 # ---- helper C: Zhang et al. Attacks I-III (Z-A1, Z-A2-opt, Z-A2, Z-A3, Z-Cor1, Z-nonoverlap, Z-acc, Z-hw) --
@@ -319,7 +320,7 @@ _SMOKE_FANG = FangSetup(rows=(_SMOKE_TRAIN,), adaptive_runs=2, blindfold_k=1, bl
 
 # ---- helper E: Fang et al.'s stochastic spoofing and costs (F-fig6, F-fig7, F-fig8, F-cost, F-L56) ----
 _CPU_STOCHASTIC = FangStochasticSetup(rows=(_CPU_TRAIN, _CPU_TRAIN_WIDE), stages=(0.0, 0.25, 0.5, 1.0),
-                                      synth_batch=32, synth_iterations=150)
+                                      synth_batch=32, synth_iterations=150, cost_attack2_steps=20)
 _PAPER_STOCHASTIC = FangStochasticSetup(rows=(_PAPER_TRAIN, _PAPER_TRAIN_C100))
 _SMOKE_STOCHASTIC = FangStochasticSetup(rows=(_SMOKE_TRAIN,), stages=(0.0, 1.0), synth_batch=8, synth_iterations=12,
                                         rna_runs=2, rna_lr_factors=(0.1, 1.0, 10.0), cost_attack2_iterations=2)

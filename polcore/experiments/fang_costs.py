@@ -167,7 +167,7 @@ def _attack_params(profile_name: str, setup: FangStochasticSetup, steps: int) ->
     bk = fang.blindfold_k if fang else 1
     lr = fang.infinitesimal_lr if fang else 1e-7
     return {"infinitesimal_update": {"lr": lr},
-            "zhang_attack2": {"t_prime": steps, "iterations": setup.cost_attack2_iterations},
+            "zhang_attack2": {"t_prime": setup.cost_attack2_steps or steps, "iterations": setup.cost_attack2_iterations},
             "blindfold_topq": {"q": q, "k": bk}}
 
 
