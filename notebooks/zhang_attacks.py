@@ -114,8 +114,8 @@ glue_numbers(
 markdown_table(
     ["metric", "re-drawn augmentation (paper's tolerance)", "exact replay", "paper"],
     [[m, sig(level[m]), sig(main["exact_level"][m]), PAPER_PROOF[m]] for m in METRICS],
-    title="Z-A2, Z-A3: the honest proof's worst normalised error per metric (experiment "
-    "zhang_attacks; the paper's column: Table III, CIFAR-10 proof)",
+    title="Z-A2, Z-A3: the honest proof's worst normalised error per metric "
+    "(experiment zhang_attacks; the paper's column: Table III, CIFAR-10 proof)",
 )
 
 # %% tags=["remove-cell", "nbval-ignore-output"]
