@@ -257,9 +257,9 @@ markdown_table(
             "",
         ]
     ],
-    title="Z-A2-opt (Table II): Attack II's adversarial optimisation per batch, before and "
-    "after, and the share of batches that reached the stop threshold gamma "
-    "(experiment zhang_attacks)",
+    title="Z-A2-opt (Table II): Attack II's adversarial optimisation per batch, "
+    "before and after, and the share of batches that reached the stop threshold "
+    "gamma (experiment zhang_attacks)",
 )
 
 # %% [markdown]
@@ -288,8 +288,8 @@ markdown_table(
         for m in METRICS
     ]
     + [["seconds", sig(a1["seconds"]), sig(main["honest_seconds"]), 4591, 4607]],
-    title=f"Z-A1 (Table III): Attack I at T' = {a1['t_prime']} against the honest proof; "
-    f"paper's tolerance: {a1['paper']}, calibrated: {a1['calibrated']} "
+    title=f"Z-A1 (Table III): Attack I at T' = {a1['t_prime']} against the honest "
+    f"proof; paper's tolerance: {a1['paper']}, calibrated: {a1['calibrated']} "
     "(experiment zhang_attacks)",
 )
 
@@ -311,11 +311,11 @@ markdown_table(
         ]
         for c in cor
     ],
-    title="Z-Cor1: alpha (largest per-batch gradient norm), beta (largest Hessian spectral "
-    "norm, power iteration) and the bound next to the gap between the replay and the "
-    "combined update, per interval of one Attack III spoof; the paper: alpha ~ 0.03, "
-    "beta ~ 0.025. The claimed optimizer keeps momentum, which the bound does not cover "
-    "(experiment zhang_attacks)",
+    title="Z-Cor1: alpha (largest per-batch gradient norm), beta (largest Hessian "
+    "spectral norm, power iteration) and the bound next to the gap between the replay "
+    "and the combined update, per interval of one Attack III spoof; the paper: "
+    "alpha ~ 0.03, beta ~ 0.025. The claimed optimizer keeps momentum, which the "
+    "bound does not cover (experiment zhang_attacks)",
 )
 
 # %% tags=["remove-input"]
@@ -366,8 +366,9 @@ markdown_table(
         [n, sig(s), f"{sig(hw['prover_seconds'])} ({hw['prover_threads']})"]
         for n, s in hw["threads"].items()
     ],
-    title="Z-hw (Fig. 11): Attack II's time with fewer CPU threads than the prover, the "
-    "weaker-hardware axis on one machine, at the smallest T' (experiment zhang_attacks)",
+    title="Z-hw (Fig. 11): Attack II's time with fewer CPU threads than the prover, "
+    "the weaker-hardware axis on one machine, at the smallest T' "
+    "(experiment zhang_attacks)",
 )
 
 # %% [markdown]
