@@ -140,6 +140,7 @@ axes[0, 0].legend(fontsize="x-small", frameon=False)
 plotting.show(fig, "fig_zhang_errors")
 
 # %% [markdown]
+# (claim-z-a2)=
 # ```{glue:figure} fig_zhang_errors
 # :name: fig-zhang-errors
 # :alt: Four panels, one per metric: the spoofs' worst normalised error against T' for Attacks II and III, with the honest proof's level as a dashed line.
@@ -189,6 +190,7 @@ for key, name in (("a2", "Attack II"), ("a3", "Attack III")):
     )
 
 # %% [markdown]
+# (claim-z-a3)=
 # **Success windows.** A spoof succeeds when the verifier accepts it and it costs less time
 # than honest training ({glue:text}`z_honest_s` s). Under the paper's tolerance the window is
 # {glue:text}`z_w2_paper` for Attack II and {glue:text}`z_w3_paper` for Attack III. Under the
@@ -263,6 +265,7 @@ markdown_table(
 )
 
 # %% [markdown]
+# (claim-z-a2-opt)=
 # The paper's optimisation works because the models on the line from $W_0$ to $W_T$ fit the
 # data: its loss before perturbation is 0.43, and 10 steps bring the squared gradient norm to
 # 0.12. Here the median loss on the line is at least {glue:text}`z_loss_path` before
@@ -273,6 +276,7 @@ markdown_table(
 # the spoof's error.
 
 # %% [markdown]
+# (claim-z-a1)=
 # ## Attack I (Table III)
 #
 # Attack I's spoof has a worst normalised $\ell_2$ error of {glue:text}`z_a1_l2`. Its one
@@ -295,6 +299,9 @@ markdown_table(
 
 # %% [markdown]
 # ## Corollary 1, disjoint data, accuracy and hardware
+#
+# (claim-z-cor1)=
+# **Corollary 1** (claim Z-Cor1): the bound next to the observed gap, per interval.
 
 # %% tags=["remove-input"]
 cor = [c for r in main["a3"] for c in r["extra"].get("corollary", []) if "bound" in c]
@@ -317,6 +324,11 @@ markdown_table(
     "alpha ~ 0.03, beta ~ 0.025. The claimed optimizer keeps momentum, which the "
     "bound does not cover (experiment zhang_attacks)",
 )
+
+# %% [markdown]
+# (claim-z-nonoverlap)=
+# **Disjoint data** (claim Z-nonoverlap): the attacker's data shares no example with the
+# victim's.
 
 # %% tags=["remove-input"]
 n2, n3 = data["nonoverlap"]["a2"], data["nonoverlap"]["a3"]
@@ -350,6 +362,7 @@ ax.legend(fontsize="small", frameon=False)
 plotting.show(fig, "fig_zhang_accuracy")
 
 # %% [markdown]
+# (claim-z-acc)=
 # ```{glue:figure} fig_zhang_accuracy
 # :name: fig-zhang-accuracy
 # :alt: Held-out accuracy of every checkpoint against training progress for the proof and two spoofs.
@@ -357,6 +370,10 @@ plotting.show(fig, "fig_zhang_accuracy")
 # Z-acc (Fig. 10): held-out accuracy of the intermediate models of the proof and of the
 # largest-$T'$ spoofs against the progress of training (experiment `zhang_attacks`).
 # ```
+
+# %% [markdown]
+# (claim-z-hw)=
+# **Weaker hardware** (claim Z-hw): fewer CPU threads than the prover.
 
 # %% tags=["remove-input"]
 hw = data["threads"]
