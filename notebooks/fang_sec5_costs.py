@@ -166,7 +166,6 @@ for row in data["lemmas"]:
             row["cost"],
             row["seeds"],
             sig(row["mean"]),
-            sig(float(row["var"])),
             sig(float(row["cv"])),
             row["c"],
             sig(float(row["P"])),
@@ -181,16 +180,16 @@ markdown_table(
         "cost",
         "seeds",
         "E",
-        "Var",
         "std / E",
         "c",
         "P",
         "N (Lemma 6)",
         "zeta, a = 0",
-        "zeta, a = sqrt(3 Var)",
+        "zeta, a = 3^0.5 std",
     ],
     lemma_rows,
-    title="F-L56: Lemma 6's query bound and Lemma 5's zeta from measured honest costs",
+    title="F-L56: Lemma 6's query bound and Lemma 5's zeta from measured honest "
+    "costs (Var = (std / E)^2 E^2)",
 )
 
 # %% tags=["remove-cell"]
