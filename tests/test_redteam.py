@@ -1,8 +1,8 @@
 """Red team: attacks on the verifier by someone who controls every byte of a proof (and recomputes
 every SHA-256). Each test asserts the SAFE behaviour (rejected, invalid with exit 2, or bounded
-time and memory). Attacks that succeed are kept as strict xfails, raising `Unsafe` when the
-verifier does the unsafe thing, so that an unrelated failure (a broken precondition) still shows
-as a failure instead of hiding behind the xfail.
+time and memory); when the verifier does the unsafe thing they raise `Unsafe`, so a reader tells a
+hole apart from a broken precondition. Every hole found so far is closed (no xfails remain); a new
+one found later is kept as a strict xfail until it is closed.
 """
 
 from __future__ import annotations
