@@ -39,6 +39,8 @@ from polcore.verify import (
     parse_threshold,
     reference_schedule,
 )
+from polcore.verify.memorisation import DEFAULT_THRESHOLD as MEMORISATION_THRESHOLD
+from polcore.verify.memorisation import MemorisationCheck
 from polcore.verify.reference import REFERENCE_LR
 from polcore.verify.report import Reason
 from polcore.verify.schedule import index_coverage
@@ -248,6 +250,11 @@ def _print_report(report: VerificationReport) -> None:
         worst = " ".join(f"{m} {sig(d[m]['max'])}" for m in ("l2", "linf") if d.get(m))
         print(f"shipped data vs {d['reference']}: {d['compared']} examples, {d['exact_matches']} identical, "
               f"largest nearest distance {worst or 'n/a'}")
+    if report.memorisation is not None:
+        m = report.memorisation
+        value = "n/a" if m["statistic"] is None else sig(m["statistic"])
+        print(f"memorisation: statistic {value} (threshold {sig(m['threshold'])}) over {m['intervals_counted']} "
+              f"intervals: {'passed' if m['passed'] else 'FAILED'}")
     if report.cost is not None:
         c = report.cost
         print(f"cost: {c.replayed_steps} of {c.training_steps} steps replayed ({sig(100 * c.step_fraction)}%), "
@@ -280,6 +287,8 @@ def _verify(args: argparse.Namespace) -> int:
                                 data_distance_metric=args.data_distance_metric,
                                 replay_augmentation=args.replay_augmentation,
                                 augmentation_seed=args.augmentation_seed,
+                                memorisation=(None if args.memorisation is None else
+                                              MemorisationCheck(threshold=args.memorisation, seed=args.seed)),
                                 device=device, fail_fast=args.fail_fast,
                                 progress=progress_label("verify") is not None)
         except ValueError as err:
@@ -408,6 +417,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                              "the papers' reference code did (their replay noise)")
     verify.add_argument("--augmentation-seed", type=_integer(0, MAX_SEED), default=None,
                         help="seed of --replay-augmentation redraw (default: drawn from the OS, in the report)")
+    verify.add_argument("--memorisation", type=_number(-math.inf, math.inf, open_low=True, open_high=True),
+                        nargs="?", const=MEMORISATION_THRESHOLD, default=None, metavar="THRESHOLD",
+                        help="also run the memorisation check (Choi et al. 2023; forward passes only) and reject "
+                             "a statistic below THRESHOLD (default when given without a value: the calibrated "
+                             "%(const)s); its examples and intervals are drawn with --seed")
     verify.add_argument("--fail-fast", action="store_true", help="stop at the first failed check")
     verify.add_argument("--report", type=_report_path, help="write the full report as JSON to this file")
     verify.add_argument("--data-root", help="where downloaded datasets live")

@@ -7,6 +7,7 @@ and the JSON-serialisable `VerificationReport`.
 
 from polcore.verify.distances import METRICS, distance, distances
 from polcore.verify.init_check import InitCheck, check_init, holm
+from polcore.verify.memorisation import MemorisationCheck, calibrate_memorisation, memorisation_statistic
 from polcore.verify.reference import ReferenceDistance, measure_d_ref, reference_schedule
 from polcore.verify.replay import shared_replays
 from polcore.verify.report import Cost, IntervalResult, Reason, VerificationReport
@@ -28,6 +29,7 @@ __all__ = [
     "replay_plan",
     "Cost",
     "InitCheck",
+    "MemorisationCheck",
     "IntervalResult",
     "Normalised",
     "RandomQ",
@@ -38,6 +40,7 @@ __all__ = [
     "TopQ",
     "VerificationReport",
     "Verifier",
+    "calibrate_memorisation",
     "check_init",
     "distance",
     "distances",
@@ -45,6 +48,7 @@ __all__ = [
     "intervals_of",
     "make_policy",
     "measure_d_ref",
+    "memorisation_statistic",
     "parse_threshold",
     "shared_replays",
 ]

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from polcore.verify.init_check import InitCheck
 
 Decision = Literal["accepted", "rejected", "invalid"]
-ReasonCode = Literal["init", "data", "replay", "invalid"]
+ReasonCode = Literal["init", "data", "replay", "memorisation", "invalid"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class VerificationReport:
     shipped_data: bool | None = None  # the proof carried its training data, and replay used it
     data_distance: dict[str, Any] | None = None  # shipped examples vs the reference dataset (data_distance.py)
     replay_augmentation: dict[str, Any] | None = None  # "recorded" or "redraw", and the redrawn seed
+    memorisation: dict[str, Any] | None = None  # the memorisation check's evidence (memorisation.py)
 
     @property
     def accepted(self) -> bool:

@@ -59,6 +59,7 @@ from polcore.verify.cost import meta_model, meta_step_flops, meta_step_memory
 from polcore.verify.data_distance import DISTANCE_METRICS, nearest_distances
 from polcore.verify.distances import METRICS, NORM_METRICS, Metric, check_metrics, distances, norm
 from polcore.verify.init_check import Correction, InitCheck, check_init
+from polcore.verify.memorisation import MemorisationCheck, memorisation_statistic
 from polcore.verify.replay import Replay, Replayer, flat_buffers
 from polcore.verify.report import Cost, Decision, IntervalResult, Reason, VerificationReport
 from polcore.verify.schedule import index_coverage
@@ -130,6 +131,9 @@ class Verifier:
             compared (the data check still hashes every step with the recorded seed). The
             honest proof's error under "redraw" is the paper's tolerance. No effect on a proof
             without augmentation.
+        memorisation: run the memorisation check (`memorisation.py`, after Choi et al. 2023) on
+            every proof, whatever the policy replays: forward passes only; its evidence goes into
+            the report's `memorisation` field and a statistic below its threshold rejects.
         device: where replays run.
         fail_fast: stop at the first failed check (Algorithm 2) instead of reporting all.
         progress: show a tqdm bar over replayed intervals.
@@ -158,6 +162,7 @@ class Verifier:
         data_distance_metric: str = "linf",
         replay_augmentation: ReplayAugmentation = "recorded",
         augmentation_seed: int | None = None,
+        memorisation: MemorisationCheck | None = None,
         device: torch.device | str = "cpu",
         fail_fast: bool = False,
         progress: bool = False,
@@ -214,6 +219,9 @@ class Verifier:
         self.data_distance_metric = data_distance_metric
         self.replay_augmentation: ReplayAugmentation = replay_augmentation
         self.augmentation_seed = augmentation_seed
+        if memorisation is not None and not isinstance(memorisation, MemorisationCheck):
+            raise ValueError("memorisation must be a MemorisationCheck")
+        self.memorisation = memorisation
         self.device = torch.device(device)
         self.fail_fast = fail_fast
         self.progress = progress
@@ -312,6 +320,11 @@ class Verifier:
                              f"verifying it would replay {planned_steps} steps ({planned_flops:.3g} FLOPs), more "
                              f"than this verifier's limit of {self.max_replay_flops:.3g} FLOPs (raise the limit "
                              f"to verify it anyway)")
+        memorisation = None
+        if self.memorisation is not None and matches and not (self.fail_fast and reasons):
+            memorisation = memorisation_statistic(proof, data, self.memorisation, device=self.device)
+            if not memorisation["passed"]:
+                reasons.append(Reason("memorisation", memorisation["why"]))
         results: list[IntervalResult] = []
         if matches and not (self.fail_fast and reasons):
             replayer = Replayer(proof, data, self.device, aug_seed=aug_seed)
@@ -324,7 +337,7 @@ class Verifier:
         return self._report("rejected" if reasons else "accepted", reasons, str(proof.path), init=init,
                             dataset_matches=matches, selected=selected, intervals=results, cost=cost,
                             coverage=coverage.to_dict(), shipped_data=proof.ships_data,
-                            data_distance=data_distance,
+                            data_distance=data_distance, memorisation=memorisation,
                             replay_augmentation={"mode": self.replay_augmentation, "seed": aug_seed,
                                                  "proof_augments": config.augment})
 
@@ -468,7 +481,9 @@ class Verifier:
                                               "state_checks": self.state_checks,
                                               "max_data_distance": self.max_data_distance,
                                               "data_distance_metric": self.data_distance_metric,
-                                              "replay_augmentation": self.replay_augmentation},
+                                              "replay_augmentation": self.replay_augmentation,
+                                              "memorisation": (self.memorisation.to_dict()
+                                                               if self.memorisation is not None else None)},
                                   **fields)  # type: ignore[arg-type]
 
 
