@@ -55,15 +55,13 @@ from IPython.display import Markdown, display
 from polcore import plotting
 from polcore.experiments import verifier_attacks as experiment
 from polcore.profiles import get_profile
-from polcore.report import glue_numbers, kwargs_text, markdown_table, sig
+from polcore.report import glue_numbers, markdown_table, setup_text, sig
 
-plotting.style()
 setup = get_profile(profile).pol.train
-result = experiment.run(profile, device=device)
+result = plotting.open_page(experiment, profile, device)
 data, arrays = result.data, result.arrays
 print(
-    f"profile {profile}: {setup.model} ({kwargs_text(setup.model_kwargs)}) on "
-    f"{setup.dataset}, {data['steps']} steps, k = {data['k']}, "
+    f"profile {profile}: {setup_text(setup)}, {data['steps']} steps, k = {data['k']}, "
     f"{data['intervals']} intervals"
 )
 
@@ -240,13 +238,7 @@ ax.semilogy(
 )
 ax.set_xlabel("interval end (training step)")
 ax.set_ylabel(r"$\ell_2$ distance to the recorded checkpoint")
-ax.legend(
-    loc="lower center",
-    bbox_to_anchor=(0.5, 1.0),
-    ncol=2,
-    fontsize="small",
-    frameon=False,
-)
+plotting.legend_above(ax)
 plotting.show(fig, "fig_verifier_calibrated")
 
 # %% [markdown]

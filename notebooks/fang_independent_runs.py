@@ -34,14 +34,14 @@ device = "auto"  # "auto", "cpu" or "cuda"
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+
 from polcore import plotting
 from polcore.experiments import fang_independent_runs as experiment
 from polcore.profiles import get_profile
 from polcore.report import glue_numbers, markdown_table, mean_std, sig
 
-plotting.style()
 setup = get_profile(profile).independent_runs
-result = experiment.run(profile, device=device)
+result = plotting.open_page(experiment, profile, device)
 rows = result.data["rows"]
 for i, row in enumerate(setup.rows):
     print(

@@ -29,14 +29,14 @@ device = "auto"  # "auto", "cpu" or "cuda"
 
 # %%
 import matplotlib.pyplot as plt
+
 from polcore import plotting
 from polcore.experiments import fang_sec2_3_attack2_settings as experiment
 from polcore.profiles import get_profile
 from polcore.report import glue_numbers, markdown_table, sig
 
-plotting.style()
 setup = get_profile(profile).fang
-result = experiment.run(profile, device=device)
+result = plotting.open_page(experiment, profile, device)
 data, arrays = result.data, result.arrays
 large, small = data["settings"][0], data["settings"][-1]
 dref = sig(large["d_ref"]["l2"])

@@ -53,8 +53,7 @@ from polcore import plotting
 from polcore.experiments import fang_costs as experiment
 from polcore.report import glue_numbers, markdown_table, sig
 
-plotting.style()
-result = experiment.run(profile, device=device)
+result = plotting.open_page(experiment, profile, device)
 data = result.data
 template = data["template"]
 print(

@@ -44,9 +44,8 @@ from polcore.experiments import fang_sec6_1_infinitesimal as experiment
 from polcore.profiles import get_profile
 from polcore.report import glue_numbers, markdown_table, sig
 
-plotting.style()
 setup = get_profile(profile).fang
-result = experiment.run(profile, device=device)
+result = plotting.open_page(experiment, profile, device)
 data, arrays = result.data, result.arrays
 for row in data["rows"]:
     print(f"profile {profile}: {row['label']}, d_ref (l2) = {sig(row['d_ref']['l2'])}")
@@ -162,13 +161,7 @@ for i, (label, key) in enumerate(series):
     )
 ax.set_xlabel("interval end (training step)")
 ax.set_ylabel(r"$\ell_2$ distance / adaptive limit")
-ax.legend(
-    loc="lower center",
-    bbox_to_anchor=(0.5, 1.0),
-    ncol=2,
-    fontsize="small",
-    frameon=False,
-)
+plotting.legend_above(ax)
 plotting.show(fig, "fig_infinitesimal_adaptive")
 
 # %% [markdown]

@@ -39,11 +39,10 @@ import matplotlib.pyplot as plt
 from polcore import plotting
 from polcore.experiments import fang_sec6_2_blindfold as experiment
 from polcore.profiles import get_profile
-from polcore.report import glue_numbers, markdown_table, sig
+from polcore.report import decision_text, glue_numbers, markdown_table, sig
 
-plotting.style()
 setup = get_profile(profile).fang
-result = experiment.run(profile, device=device)
+result = plotting.open_page(experiment, profile, device)
 data, arrays = result.data, result.arrays
 printed, default = data["verifiers"]
 for row in data["rows"]:
@@ -133,7 +132,7 @@ markdown_table(
         [proof, q]
         + [
             next(
-                f"{t['decision']} ({t['failed']} of {t['replayed']} failed)"
+                decision_text(t)
                 for t in row["table"]
                 if t["proof"] == proof and t["q"] == q and t["verifier"] == v
             )

@@ -50,9 +50,8 @@ from polcore.experiments import fang_stochastic_spoofing as experiment
 from polcore.profiles import get_profile
 from polcore.report import glue_numbers, markdown_table, sig
 
-plotting.style()
 setup = get_profile(profile).fang_stochastic
-result = experiment.run(profile, device=device)
+result = plotting.open_page(experiment, profile, device)
 rows, rna, fig7 = result.data["rows"], result.data["rna"], result.data["fig7"]
 for row, train in zip(rows, setup.rows):
     print(

@@ -43,16 +43,14 @@ import numpy as np
 from polcore import plotting
 from polcore.experiments import pol_primer as experiment
 from polcore.profiles import get_profile
-from polcore.report import glue_numbers, kwargs_text, markdown_table, sig
+from polcore.report import glue_numbers, markdown_table, setup_text, sig
 
-plotting.style()
 setup = get_profile(profile).pol.train
-result = experiment.run(profile, device=device)
+result = plotting.open_page(experiment, profile, device)
 data, arrays = result.data, result.arrays
 print(
-    f"profile {profile}: {setup.model} ({kwargs_text(setup.model_kwargs)}) on "
-    f"{setup.dataset}, {data['steps']} steps ({data['steps_per_epoch']} per epoch), "
-    f"batch {setup.batch_size}, k = {data['k']}"
+    f"profile {profile}: {setup_text(setup)}, {data['steps']} steps "
+    f"({data['steps_per_epoch']} per epoch), batch {setup.batch_size}, k = {data['k']}"
 )
 
 # %% [markdown]

@@ -7,18 +7,23 @@ Every figure of the book goes through `style()` (once per notebook) and `show()`
 - `show(fig, name)`: checks that every axis of every panel is labelled, then glues the figure
   under `name` for a numbered MyST `{glue:figure}` with a caption and alt text on the page; in
   Colab (or wherever myst_nb is missing) it simply displays it;
-- `paper_line()` / `paper_marker()`: a paper's number drawn on our axes, labelled "paper".
+- `paper_line()` / `paper_marker()`: a paper's number drawn on our axes, labelled "paper";
+- `legend_above()`: a legend in a row above the axes, where it hides no data;
+- `open_page(experiment, profile, device)`: a page's start: the style, then the experiment's result.
 
 Figures are not compared by nbval, so they may show full precision.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from polcore.results import Result
 
 # The page's text column is about 6.5 in wide at 96 px per inch: figures at most that wide show
 # their fonts at their nominal size.
@@ -108,3 +113,17 @@ def paper_marker(ax: Axes, x: float, y: float, label: str | None, **kwargs: Any)
     """A paper's number as a labelled marker at (x, y)."""
     marker = {"marker": "D", "s": 40, "color": PAPER_COLOR, "zorder": 5, "label": label, **kwargs}
     ax.scatter([x], [y], **marker)
+
+
+def legend_above(ax: Axes, *, ncol: int = 2, **kwargs: Any) -> None:
+    """The legend in `ncol` columns just above the axes, frameless: per-interval curves fill
+    the whole plot, so no corner of it is free."""
+    ax.legend(**{"loc": "lower center", "bbox_to_anchor": (0.5, 1.0), "ncol": ncol, "fontsize": "small",
+                 "frameon": False, **kwargs})
+
+
+def open_page(experiment: ModuleType, profile: str, device: str) -> Result:
+    """A page's first step: the book's style, then `experiment`'s result at `profile` (the
+    stored one when it is fresh, else computed on `device` and stored)."""
+    style()
+    return experiment.run(profile, device=device)

@@ -106,3 +106,13 @@ def glue_numbers(values: Mapping[str, Any]) -> None:
 def kwargs_text(values: Mapping[str, Any]) -> str:
     """Keyword arguments as prose ('depth 8, width 8'), never as a Python dict."""
     return ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in values.items())
+
+
+def setup_text(setup: Any) -> str:
+    """A training setup as prose: 'resnet (depth 8, width 8) on digits'."""
+    return f"{setup.model} ({kwargs_text(setup.model_kwargs)}) on {setup.dataset}"
+
+
+def decision_text(summary: Mapping[str, Any]) -> str:
+    """A verification summary as a table cell: 'rejected (3 of 40 failed)'."""
+    return f"{summary['decision']} ({summary['failed']} of {summary['replayed']} failed)"

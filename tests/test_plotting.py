@@ -51,3 +51,34 @@ def test_paper_numbers_are_drawn_labelled():
     labels = ax.get_legend_handles_labels()[1]
     assert labels == ["paper: plateau", "paper: Prop. 2"]
     plt.close(fig)
+
+
+def test_legend_above_sits_over_the_axes_and_keeps_every_label():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], label="distance")
+    ax.plot([1, 0], label="limit")
+    plotting.legend_above(ax, ncol=3)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["distance", "limit"]
+    assert legend._ncols == 3 and not legend.get_frame_on()
+    fig.canvas.draw()
+    assert legend.get_window_extent().y0 >= ax.get_window_extent().y1 - 1  # above the plot, hiding no data
+    plt.close(fig)
+
+
+def test_open_page_styles_then_returns_the_experiments_result():
+    class Experiment:  # an experiment module's `run` convention
+        @staticmethod
+        def run(profile: str, *, device: str) -> tuple[str, str, str]:
+            return profile, device, matplotlib.rcParams["svg.hashsalt"]
+
+    matplotlib.rcdefaults()
+    assert plotting.open_page(Experiment, "smoke", "cpu") == ("smoke", "cpu", "polcore")
+
+
+def test_setup_and_decision_read_as_prose():
+    from polcore.profiles import get_profile
+    from polcore.report import decision_text, setup_text
+
+    assert setup_text(get_profile("cpu").pol.train) == "resnet (depth 8, width 8, in channels 1, num classes 10) on digits"
+    assert decision_text({"decision": "rejected", "failed": 3, "replayed": 40}) == "rejected (3 of 40 failed)"

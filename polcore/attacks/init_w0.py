@@ -12,19 +12,15 @@ from collections.abc import Mapping
 
 import torch
 
+from polcore.attacks.sorted_init import lerp
 from polcore.attacks.sorted_init import sorted_init as init_w0
 
 
 def interpolate(w0: Mapping[str, torch.Tensor], wt: Mapping[str, torch.Tensor], fraction: float,
                 names: list[str]) -> dict[str, torch.Tensor]:
-    """W_0 + fraction * (W_T - W_0) for the parameters `names` (computed in float64); the other
+    """W_0 + fraction * (W_T - W_0) for the parameters `names` (`lerp`, in float64); the other
     entries of `w0` unchanged."""
-    out = dict(w0)
-    for n in names:
-        a = w0[n].detach().to(torch.float64)
-        b = wt[n].detach().to("cpu", torch.float64)
-        out[n] = (a + fraction * (b - a)).to(w0[n].dtype)
-    return out
+    return {**w0, **{n: lerp(w0[n], wt[n], fraction) for n in names}}
 
 
 __all__ = ["init_w0", "interpolate"]

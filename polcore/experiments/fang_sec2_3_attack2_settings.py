@@ -31,16 +31,16 @@ from polcore.attacks import AttackInputs, get_attack
 from polcore.data import TensorDataset, load_dataset
 from polcore.experiments.common import run_experiment
 from polcore.experiments.fang_sec6_units import (
-    d_ref,
+    d_ref_of,
     data_of,
-    param_names,
+    judge_all,
     proof_path,
+    reference_units,
     report_arrays,
-    setup_of,
+    run_steps,
     stolen_model,
     summary,
     unit_honest,
-    unit_reference,
 )
 from polcore.profiles import FangSetup, Profile
 from polcore.proof import Proof, read_proof
@@ -67,8 +67,7 @@ def spoof_and_judge(template: Proof, data: TensorDataset, target: Mapping[str, t
     start = time.perf_counter()
     spoof = attack.run(AttackInputs(template, data, dict(target), device), out)
     seconds = time.perf_counter() - start
-    verifier = Verifier(policy=All(), threshold=Normalised(delta), metrics=("l2",), d_ref=refs, device=device)
-    report = verifier.verify(read_proof(spoof.path), data)
+    report = judge_all(spoof.path, data, device, Normalised(delta), refs)
     arrays = report_arrays(report, "static")
     arrays["normalised_error"] = arrays["static_distance"] / refs["l2"]
     arrays["curve"] = np.asarray(attacker_curve(spoof.records, params["iterations"]))
@@ -110,10 +109,10 @@ def judge_setting(search: SearchRecord, errors: list[float], delta: float) -> Ne
 def unit_spoof(ctx: UnitContext) -> UnitOutput:
     """Attack II at one (k, delta), one lr of the sweep, one seed."""
     c = ctx.config
-    refs_units = [ctx.inputs[n] for n in c["references"]]
-    refs = d_ref(refs_units, param_names(stolen_model(refs_units[0]), setup_of(ctx)))
+    refs = d_ref_of(ctx)
     template = read_proof(proof_path(ctx, c["template"]))
-    data, arrays = spoof_and_judge(template, data_of(ctx), stolen_model(refs_units[0]), refs, k=c["k"],
+    target = stolen_model(ctx.inputs[c["references"][0]])
+    data, arrays = spoof_and_judge(template, data_of(ctx), target, refs, k=c["k"],
                                    delta=c["delta"], params=c["params"], device=ctx.device,
                                    out=ctx.workdir / "proof")
     data["d_ref"] = refs
@@ -134,12 +133,11 @@ def _params(setup: FangSetup, lr: float, seed: int, t_prime: int) -> dict[str, A
 
 def units(profile_name: str, setup: FangSetup) -> list[Unit]:
     row = setup.rows[-1]  # the paper's CIFAR-100 / ResNet-50 row (cpu: its only row)
-    size = row.train_size or {"digits": 1437}.get(row.dataset, 50000)
-    steps = row.epochs * (size // row.batch_size)
+    steps = run_steps(row)
     t_prime = setup.attack2_settings_steps or setup.attack2_steps or steps
     base = {"train": row.to_dict()}
     refs = [f"ref{m}" for m in range(setup.n_reference_runs)]
-    out = [Unit(n, unit_reference, {**base, "model": m}, steps=steps, probe=row) for m, n in enumerate(refs)]
+    out = reference_units(refs, base, row)
     out.append(Unit("template", unit_honest, {**base, "seed": SEED}, steps=steps, probe=row))
     for j, (k, delta) in enumerate(setup.attack2_settings):
         for i in swept(setup, j):

@@ -18,32 +18,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from polcore.attacks import AttackInputs, attack_names, get_attack
-from polcore.data import TensorDataset
 from polcore.experiments.common import run_experiment
 from polcore.experiments.fang_sec6_units import (
-    d_ref,
+    d_ref_of,
     data_of,
-    param_names,
+    judge_all,
     proof_path,
+    reference_units,
     report_arrays,
-    setup_of,
+    row_label,
+    run_steps,
     stolen_model,
     summary,
     unit_honest,
-    unit_reference,
 )
-from polcore.profiles import FangSetup, Profile, TrainSetup
+from polcore.profiles import FangSetup, Profile
 from polcore.proof import read_proof
 from polcore.results import Result, claim_result
 from polcore.units import StoredUnit, Unit, UnitContext, UnitOutput
-from polcore.verify import Adaptive, All, Normalised, VerificationReport, Verifier
+from polcore.verify import Adaptive, Normalised
 
 EXPERIMENT = "fang_sec6_1_infinitesimal"
 SEED = 0
@@ -52,22 +50,9 @@ SPOOF_NAMES = {"infinitesimal": "infinitesimal update", "attack2": "Attack II"}
 RANDOM_DATA = True  # the infinitesimal spoof trains on random data shipped with the proof
 
 
-def _judge(path: Path, data: TensorDataset | None, device: torch.device, threshold: Any,
-           d_refs: dict[str, float] | None = None) -> VerificationReport:
-    """Every interval, l2, the verifier's default state checks; `data` None: the proof's own."""
-    proof = read_proof(path)
-    verifier = Verifier(policy=All(), threshold=threshold, metrics=("l2",), d_ref=d_refs, device=device)
-    return verifier.verify(proof, data)
-
-
-def _d_ref_of(ctx: UnitContext) -> dict[str, float]:
-    refs = [ctx.inputs[n] for n in ctx.config["references"]]
-    return d_ref(refs, param_names(stolen_model(refs[0]), setup_of(ctx)))
-
-
 def unit_judge_honest(ctx: UnitContext) -> UnitOutput:
     """An honest proof (seed, learning-rate factor) judged by the adaptive threshold on every interval."""
-    report = _judge(proof_path(ctx, ctx.config["proof"]), data_of(ctx), ctx.device, Adaptive(ctx.config["alpha"]))
+    report = judge_all(proof_path(ctx, ctx.config["proof"]), data_of(ctx), ctx.device, Adaptive(ctx.config["alpha"]))
     return UnitOutput(data={"adaptive": summary(report)}, arrays=report_arrays(report, "adaptive"))
 
 
@@ -80,11 +65,11 @@ def unit_spoof(ctx: UnitContext) -> UnitOutput:
     start = time.perf_counter()
     path = attack(AttackInputs(template, data, target, ctx.device), ctx.workdir / "proof")
     seconds = time.perf_counter() - start
-    refs = _d_ref_of(ctx)
+    refs = d_ref_of(ctx)
     arrays, out = {}, {"d_ref": refs}
     for key, threshold in (("static", Normalised(ctx.config["static_delta"])),
                            ("adaptive", Adaptive(ctx.config["alpha"]))):
-        report = _judge(path, data, ctx.device, threshold, refs)
+        report = judge_all(path, data, ctx.device, threshold, refs)
         out[key] = summary(report)
         arrays.update(report_arrays(report, key))
     arrays["normalised_error"] = arrays["static_distance"] / refs["l2"]
@@ -107,11 +92,10 @@ def _lr_label(factor: float) -> str:
 def units(profile_name: str, setup: FangSetup) -> list[Unit]:
     out: list[Unit] = []
     for i, row in enumerate(setup.rows):
-        size = row.train_size or {"digits": 1437}.get(row.dataset, 50000)
-        steps = row.epochs * (size // row.batch_size)
+        steps = run_steps(row)
         base = {"train": row.to_dict(), "alpha": setup.alpha, "static_delta": setup.static_delta}
         refs = [f"row{i}-ref{m}" for m in range(setup.n_reference_runs)]
-        out += [Unit(name, unit_reference, {**base, "model": m}, steps=steps, probe=row) for m, name in enumerate(refs)]
+        out += reference_units(refs, base, row)
         template = f"row{i}-honest-lr-seed{SEED}"
         for factor in (1.0, setup.small_lr_factor):
             for seed in range(setup.adaptive_runs):
@@ -157,21 +141,21 @@ def reduce(profile_name: str, setup: FangSetup, stored: Mapping[str, StoredUnit]
             lower = float(inf.mean()) < float(a2.mean())
             fig4 = static_ok["infinitesimal"] and static_ok["attack2"] and lower
             fig4_partly = fig4_partly or (static_ok["infinitesimal"] and lower)
-            ours4.append(f"{_label(row)}: mean normalised error infinitesimal {inf.mean():.2g} "
+            ours4.append(f"{row_label(row)}: mean normalised error infinitesimal {inf.mean():.2g} "
                          f"({_passes(static_ok['infinitesimal'])}), Attack II {a2.mean():.2g} "
                          f"({_passes(static_ok['attack2'])}) against delta {setup.static_delta}")
         else:
             fig4 = None
-            ours4.append(f"{_label(row)}: infinitesimal mean normalised error {inf.mean():.2g} (Attack II not run)")
+            ours4.append(f"{row_label(row)}: infinitesimal mean normalised error {inf.mean():.2g} (Attack II not run)")
         fig11 = all(adaptive_rejected.values()) and honest_ok and len(spoofs) == 2
         rejected = ", ".join(f"{SPOOF_NAMES[k]} {'rejected' if v else 'accepted'}"
                              for k, v in adaptive_rejected.items())
         accepted = ", ".join(f"{v['decisions'].count('accepted')} of {len(v['decisions'])} at {k}"
                              for k, v in honest.items())
-        ours11.append(f"{_label(row)}: spoofs: {rejected}; honest runs accepted: {accepted}")
+        ours11.append(f"{row_label(row)}: spoofs: {rejected}; honest runs accepted: {accepted}")
         fig4_all = None if fig4 is None or fig4_all is None else (fig4_all and fig4)
         fig11_all &= fig11
-        rows.append({"label": _label(row), "d_ref": spoofs["infinitesimal"].data["d_ref"],
+        rows.append({"label": row_label(row), "d_ref": spoofs["infinitesimal"].data["d_ref"],
                      "spoofs": {k: {"static": u.data["static"], "adaptive": u.data["adaptive"],
                                     "attack_seconds": u.timings["attack_seconds"],
                                     "mean_normalised_error": float(errors[k].mean()),
@@ -196,11 +180,6 @@ def reduce(profile_name: str, setup: FangSetup, stored: Mapping[str, StoredUnit]
 
 def _passes(accepted: bool) -> str:
     return "passes" if accepted else "fails"
-
-
-def _label(row: TrainSetup) -> str:
-    kwargs = ", ".join(f"{k}={v}" for k, v in row.model_kwargs.items() if k in ("depth", "width"))
-    return f"{row.model}{f' ({kwargs})' if kwargs else ''} / {row.dataset}"
 
 
 def config_for(setup: FangSetup) -> dict[str, Any]:

@@ -28,12 +28,14 @@ from polcore.experiments.common import run_experiment
 from polcore.experiments.fang_sec6_units import (
     data_of,
     proof_path,
+    row_label,
+    run_steps,
     stolen_model,
     summary,
     unit_honest,
     unit_reference,
 )
-from polcore.profiles import FangSetup, Profile, TrainSetup
+from polcore.profiles import FangSetup, Profile
 from polcore.proof import ProofConfig, read_proof
 from polcore.results import Result, claim_result
 from polcore.units import StoredUnit, Unit, UnitContext, UnitOutput
@@ -103,8 +105,7 @@ def units(profile_name: str, setup: FangSetup) -> list[Unit]:
     out = []
     for i, row in enumerate(setup.rows):
         n = _names(i)
-        size = row.train_size or {"digits": 1437}.get(row.dataset, 50000)
-        steps = row.epochs * (size // row.batch_size)
+        steps = run_steps(row)
         base = {"train": row.to_dict(), "alpha": setup.alpha}
         out += [
             Unit(n["victim"], unit_reference, {**base, "model": 0}, steps=steps, probe=row),
@@ -134,8 +135,8 @@ def reduce(profile_name: str, setup: FangSetup, stored: Mapping[str, StoredUnit]
         honest_ok = all(r["decision"] == "accepted" for r in table if r["proof"] == "honest")
         holds = all(c == 0 for c in below) and all(c > 0 for c in above) and bool(above) and honest_ok
         holds_all &= holds
-        ours.append(f"{_label(row)}: detected {below} for Q <= {setup.blindfold_q}, {above} above")
-        rows.append({"label": _label(row), "epochs": row.epochs, "k": setup.blindfold_k,
+        ours.append(f"{row_label(row)}: detected {below} for Q <= {setup.blindfold_q}, {above} above")
+        rows.append({"label": row_label(row), "epochs": row.epochs, "k": setup.blindfold_k,
                      "intervals_per_epoch": int(len(spoof.arrays["stop"]) // row.epochs),
                      "attack_seconds": spoof.timings["attack_seconds"],
                      "train_seconds": stored[n["template"]].timings["train_seconds"],
@@ -148,11 +149,6 @@ def reduce(profile_name: str, setup: FangSetup, stored: Mapping[str, StoredUnit]
 
 
 VERIFIERS_PRINTED = "Algorithm 2 as printed"
-
-
-def _label(row: TrainSetup) -> str:
-    kwargs = ", ".join(f"{k}={v}" for k, v in row.model_kwargs.items() if k in ("depth", "width"))
-    return f"{row.model}{f' ({kwargs})' if kwargs else ''} / {row.dataset}"
 
 
 def config_for(setup: FangSetup) -> dict[str, Any]:

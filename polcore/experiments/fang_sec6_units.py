@@ -23,9 +23,10 @@ from safetensors.torch import load_file, save_file
 from polcore.data import TensorDataset, load_dataset
 from polcore.experiments.fang_independent_runs import INIT_SEED_BASE, train_run
 from polcore.profiles import TrainSetup
+from polcore.proof import read_proof
 from polcore.prover import config_for_setup, prove, start_run
-from polcore.units import StoredUnit, UnitContext, UnitOutput, train_setup
-from polcore.verify import VerificationReport
+from polcore.units import StoredUnit, Unit, UnitContext, UnitOutput, train_setup
+from polcore.verify import All, VerificationReport, Verifier
 from polcore.verify.distances import METRICS, distances
 
 WEIGHTS_FILE = "model.safetensors"
@@ -52,6 +53,24 @@ def unit_reference(ctx: UnitContext) -> UnitOutput:
     return UnitOutput(timings={"train_seconds": seconds})
 
 
+def run_steps(row: TrainSetup) -> int:
+    """A row's honest training steps (what the units' cost estimate counts)."""
+    size = row.train_size or {"digits": 1437}.get(row.dataset, 50000)
+    return row.epochs * (size // row.batch_size)
+
+
+def reference_units(names: list[str], base: Mapping[str, Any], row: TrainSetup) -> list[Unit]:
+    """F-tab1's models 0..n-1 of `row` as units `names` (model 0 is the stolen W_T)."""
+    return [Unit(n, unit_reference, {**base, "model": m}, steps=run_steps(row), probe=row)
+            for m, n in enumerate(names)]
+
+
+def row_label(row: TrainSetup) -> str:
+    """"model (depth, width) / dataset": a row as the tables name it."""
+    kwargs = ", ".join(f"{k}={v}" for k, v in row.model_kwargs.items() if k in ("depth", "width"))
+    return f"{row.model}{f' ({kwargs})' if kwargs else ''} / {row.dataset}"
+
+
 def stolen_model(unit: StoredUnit) -> dict[str, torch.Tensor]:
     """The state_dict a reference unit stored (safetensors: no pickle)."""
     assert unit.files is not None
@@ -63,6 +82,20 @@ def d_ref(units: list[StoredUnit], names: list[str]) -> dict[str, float]:
     flats = [torch.cat([stolen_model(u)[n].reshape(-1).double() for n in names]) for u in units]
     pairs = [distances(a, b, METRICS) for a, b in itertools.combinations(flats, 2)]
     return {m: float(np.mean([p[m] for p in pairs])) for m in METRICS}
+
+
+def d_ref_of(ctx: UnitContext) -> dict[str, float]:
+    """d_ref of the reference units a unit's config names under "references"."""
+    refs = [ctx.inputs[n] for n in ctx.config["references"]]
+    return d_ref(refs, param_names(stolen_model(refs[0]), setup_of(ctx)))
+
+
+def judge_all(path: Path, data: TensorDataset | None, device: torch.device, threshold: Any,
+              d_refs: dict[str, float] | None = None) -> VerificationReport:
+    """The proof at `path` judged on every interval in l2, with the verifier's default state
+    checks (Fang: "the most powerful verifier"); `data` None: the data the proof ships."""
+    verifier = Verifier(policy=All(), threshold=threshold, metrics=("l2",), d_ref=d_refs, device=device)
+    return verifier.verify(read_proof(path), data)
 
 
 def unit_honest(ctx: UnitContext) -> UnitOutput:
@@ -110,5 +143,6 @@ def param_names(stored: Mapping[str, torch.Tensor], setup: TrainSetup) -> list[s
     return [n for n, _ in build_model(setup.model_spec(), seed=0, device="meta").named_parameters() if n in stored]
 
 
-__all__ = ["WEIGHTS_FILE", "d_ref", "data_of", "param_names", "proof_path", "report_arrays", "setup_of",
-           "stolen_model", "summary", "unit_honest", "unit_reference"]
+__all__ = ["WEIGHTS_FILE", "d_ref", "d_ref_of", "data_of", "judge_all", "param_names", "proof_path", "reference_units",
+           "report_arrays", "row_label", "run_steps", "setup_of", "stolen_model", "summary", "unit_honest",
+           "unit_reference"]

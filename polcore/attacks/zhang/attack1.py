@@ -19,21 +19,7 @@ import torch
 
 from polcore.attacks.base import AttackInputs, register
 from polcore.attacks.perturb import Convergence, landing_residual, perturb_batch
-from polcore.attacks.zhang.common import (
-    Batches,
-    CostRecord,
-    Runner,
-    Timer,
-    ZhangAttack,
-    ZhangSpoof,
-    spoof_dataset,
-    spoof_schedule,
-    target_weights,
-    write_zhang_spoof,
-)
-from polcore.models import build_model
-from polcore.proof import Checkpoint
-from polcore.proof.manifest import checkpoint_steps
+from polcore.attacks.zhang.common import Timer, ZhangAttack, ZhangSpoof
 from polcore.training import train_step
 
 
@@ -44,32 +30,21 @@ class ZhangAttack1(ZhangAttack):
 
     name = "zhang_attack1"
     source = "Zhang et al., 'Adversarial Examples' for Proof-of-Learning, Sec. III-A, Algorithm 3"
-    threat_model = "holds the victim's final model W_T and same-distribution data; wants W_T accepted as theirs"
     delta: float = 0.01
     lr_grid: tuple[float, ...] = ()  # the attacker's sweep of the step on R (empty: `lr` alone); best landing kept
 
     def spoof(self, inputs: AttackInputs, out: Path) -> ZhangSpoof:
-        cfg = inputs.proof.config
-        runner = Runner(inputs)
-        w_t = target_weights(inputs)
-        lrs = spoof_schedule(inputs.proof, self.t_prime)
-        batches = Batches(inputs.data, cfg.batch_size, self.seed)
-        stops = set(checkpoint_steps(self.t_prime, self.interval(inputs)))
-        fresh = build_model(cfg.model, seed=self.seed)
-        checkpoints = [Checkpoint(0, {k: v.detach().clone() for k, v in fresh.state_dict().items()}, None)]
-        runner.load(checkpoints[0])
-        xs, ys = [], []
-        target = [w_t[n].to(inputs.device, torch.float32) for n in runner.names]
-        goal = torch.cat([w_t[n].reshape(-1).double() for n in runner.names])
-        cost = CostRecord()
+        run = self.start(inputs, sorted_init=False)  # an honest start: a fresh draw, no initW0
+        runner, lrs, batches = run.runner, run.lrs, run.batches
+        target = [run.w_t[n].to(inputs.device, torch.float32) for n in runner.names]
+        goal = torch.cat([run.w_t[n].reshape(-1).double() for n in runner.names])
         with Timer() as timer:
             for step in range(self.t_prime - 1):
                 x, y = batches(step)
                 runner.step(x, y, float(lrs[step]))
-                xs.append(x)
-                ys.append(y)
-                if step + 1 in stops:
-                    checkpoints.append(runner.state(step + 1))
+                run.ship(x, y)
+                if step + 1 in run.steps:
+                    run.checkpoints.append(runner.state(step + 1))
             last = self.t_prime - 1
             lr = float(lrs[last])
 
@@ -94,20 +69,12 @@ class ZhangAttack1(ZhangAttack):
             x, y, record = best
             flops_iteration = runner.iteration_flops(x, y, residual)
             runner.step(x, y, lr)
-            xs.append(x)
-            ys.append(y)
-            end = runner.state(self.t_prime)
-            checkpoints.append(Checkpoint(self.t_prime, {**end.model, **{n: w_t[n] for n in runner.names}},
-                                          end.momentum))
-        cost.updates = self.t_prime
-        cost.adversarial_iterations = sum(r.iterations_total for r in sweep.values())
-        cost.paper_count = cost.updates + 3 * cost.adversarial_iterations
-        cost.flops = cost.updates * runner.step_flops(cfg.batch_size) + cost.adversarial_iterations * flops_iteration
-        cost.seconds = timer.seconds
-        data = spoof_dataset(f"{inputs.data.name}-zhang1", xs, ys, inputs.data.num_classes)
-        path = write_zhang_spoof(out, inputs.proof, checkpoints, data, lrs, creator=self.creator(),
-                                 k=self.interval(inputs), meta={**self.meta(), "delta": self.delta})
-        return ZhangSpoof(path, data, [record], cost, {
+            run.ship(x, y)
+            run.claim(self.t_prime, run.w_t)  # the last checkpoint claims W_T
+        run.cost.tally(updates=self.t_prime, iterations=sum(r.iterations_total for r in sweep.values()),
+                       step_flops=runner.step_flops(inputs.proof.config.batch_size), iteration_flops=flops_iteration,
+                       seconds=timer.seconds)
+        return self.finish(inputs, out, run, [record], meta={**self.meta(), "delta": self.delta}, extra={
             "landing_miss": min(r.distances[-1] for r in sweep.values()),
             "sweep": {repr(k): v.to_dict() for k, v in sweep.items()}})
 

@@ -24,22 +24,8 @@ import torch
 from torch import nn
 
 from polcore.attacks.base import AttackInputs, register
-from polcore.attacks.init_w0 import init_w0, interpolate
 from polcore.attacks.perturb import Convergence, frozen_buffers, grad_norm_residual, perturb_batch
-from polcore.attacks.zhang.common import (
-    Batches,
-    CostRecord,
-    Runner,
-    Timer,
-    ZhangAttack,
-    ZhangSpoof,
-    spoof_dataset,
-    spoof_schedule,
-    target_weights,
-    write_zhang_spoof,
-)
-from polcore.proof import Checkpoint
-from polcore.proof.manifest import checkpoint_steps
+from polcore.attacks.zhang.common import Batches, CostRecord, Runner, Timer, ZhangAttack, ZhangSpoof
 
 
 def hessian_norm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iterations: int, seed: int) -> float:
@@ -76,7 +62,6 @@ class ZhangAttack3(ZhangAttack):
 
     name = "zhang_attack3"
     source = "Zhang et al., 'Adversarial Examples' for Proof-of-Learning, Sec. III-C, Algorithm 5"
-    threat_model = "holds the victim's final model W_T and same-distribution data; wants W_T accepted as theirs"
     gamma: float = 1.0
     sigma: float = 0.1
     corollary: bool = False
@@ -118,22 +103,14 @@ class ZhangAttack3(ZhangAttack):
                              threshold=self.gamma - self.sigma, settings=self.settings())
 
     def spoof(self, inputs: AttackInputs, out: Path) -> ZhangSpoof:
-        cfg = inputs.proof.config
-        runner = Runner(inputs)
-        w_t = target_weights(inputs)
-        w_0 = init_w0(cfg.model, w_t, seed=self.seed)
-        lrs = spoof_schedule(inputs.proof, self.t_prime)
-        batches = Batches(inputs.data, cfg.batch_size, self.seed)
-        steps = checkpoint_steps(self.t_prime, self.interval(inputs))
-        xs, ys, records, intervals = [], [], [], []
-        checkpoints = [Checkpoint(0, w_0, None)]
-        runner.load(checkpoints[0])
-        cost = CostRecord()
+        run = self.start(inputs)
+        runner, lrs, batch = run.runner, run.lrs, inputs.proof.config.batch_size
+        records, intervals = [], []
         flops_iteration = None
         with Timer() as timer:
-            for a, b in itertools.pairwise(steps):
-                weights = w_t if b == self.t_prime else interpolate(w_0, w_t, b / self.t_prime, runner.names)
-                x, y, record = self._optimise_interval(runner, batches, a, b, weights, float(lrs[a:b].sum()))
+            for a, b in itertools.pairwise(run.steps):
+                weights = run.waypoint(b)
+                x, y, record = self._optimise_interval(runner, run.batches, a, b, weights, float(lrs[a:b].sum()))
                 records.append(record)
                 if flops_iteration is None:
                     flops_iteration = runner.iteration_flops(x, y, grad_norm_residual)
@@ -141,32 +118,24 @@ class ZhangAttack3(ZhangAttack):
                 betas = []
                 if self.corollary:
                     betas = [hessian_norm(runner.model, xb, yb, iterations=self.hvp_iterations, seed=self.seed + i)
-                             for i, (xb, yb) in enumerate(zip(x.split(cfg.batch_size), y.split(cfg.batch_size)))]
+                             for i, (xb, yb) in enumerate(zip(x.split(batch), y.split(batch)))]
                 alphas = []
-                for i, (xb, yb) in zip(range(a, b), zip(x.split(cfg.batch_size), y.split(cfg.batch_size))):
+                for i, (xb, yb) in zip(range(a, b), zip(x.split(batch), y.split(batch))):
                     alphas.append(runner.step(xb, yb, float(lrs[i])))
-                    xs.append(xb)
-                    ys.append(yb)
+                    run.ship(xb, yb)
                 gap = float(torch.linalg.vector_norm(runner.flat() - predicted))
                 entry = {"start": a, "stop": b, "alpha": max(alphas), "observed_gap": gap, "lr": float(lrs[a:b].max())}
                 if betas:
                     entry["beta"] = max(betas)
                     entry["bound"] = corollary_bound(entry["lr"], entry["alpha"], entry["beta"], b - a)
                 intervals.append(entry)
-                end = runner.state(b)
-                checkpoint = Checkpoint(b, {**end.model, **{n: weights[n] for n in runner.names}}, end.momentum)
-                runner.load(checkpoint)
-                checkpoints.append(checkpoint)
-        cost.updates = self.t_prime  # the k real steps per interval that record the replay's end state
-        cost.adversarial_iterations = sum(r.iterations_total for r in records)
-        cost.paper_count = len(records) + 3 * cost.adversarial_iterations  # T'/k updates + 3 N T'/k (paper's count)
-        cost.flops = cost.updates * runner.step_flops(cfg.batch_size) + cost.adversarial_iterations * \
-            (flops_iteration or 0)
-        cost.seconds = timer.seconds
-        data = spoof_dataset(f"{inputs.data.name}-zhang3", xs, ys, inputs.data.num_classes)
-        path = write_zhang_spoof(out, inputs.proof, checkpoints, data, lrs, creator=self.creator(),
-                                 k=self.interval(inputs), meta=self.meta())
-        return ZhangSpoof(path, data, records, cost, {"corollary": intervals})
+                run.claim(b, weights)
+        # the k real steps per interval that record the replay's end state are the updates; the
+        # paper counts T'/k updates (one combined update per interval) + 3 N T'/k
+        run.cost.tally(updates=self.t_prime, iterations=sum(r.iterations_total for r in records),
+                       step_flops=runner.step_flops(batch), iteration_flops=flops_iteration or 0,
+                       seconds=timer.seconds, paper_updates=len(records))
+        return self.finish(inputs, out, run, records, extra={"corollary": intervals})
 
 
 __all__ = ["ZhangAttack3", "corollary_bound", "hessian_norm"]

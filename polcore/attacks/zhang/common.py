@@ -24,10 +24,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from polcore.attacks.base import Attack, AttackInputs
+from polcore.attacks.init_w0 import init_w0, interpolate
 from polcore.attacks.perturb import Convergence, PerturbSettings, Residual, frozen_buffers, summarise
 from polcore.data import TensorDataset
 from polcore.models import build_model
 from polcore.proof import Checkpoint, Proof, ProofConfig, write_proof
+from polcore.proof.manifest import checkpoint_steps
 from polcore.proof.state import capture, restore
 from polcore.training import make_optimizer, train_step
 from polcore.verify.cost import meta_step_flops
@@ -84,6 +86,16 @@ class CostRecord:
     flops: int = 0  # counted: FLOPs of every real step and every adversarial iteration
     seconds: float = 0.0  # the whole generation time, proof writing included (set by `ZhangAttack.run`)
     extra: dict[str, float] = field(default_factory=dict)
+
+    def tally(self, *, updates: int, iterations: int, step_flops: int, iteration_flops: int, seconds: float,
+              paper_updates: int | None = None) -> None:
+        """Fill the record: `updates` real steps and `iterations` adversarial iterations; the
+        paper counts `paper_updates` updates (default: `updates`) plus three per iteration."""
+        self.updates = updates
+        self.adversarial_iterations = iterations
+        self.paper_count = (updates if paper_updates is None else paper_updates) + 3 * iterations
+        self.flops = updates * step_flops + iterations * iteration_flops
+        self.seconds = seconds
 
 
 class Runner:
@@ -196,6 +208,44 @@ class ZhangSpoof:
         return self.record_path
 
 
+@dataclass
+class SpoofRun:
+    """One spoof in the making, as every Zhang attack starts it (`ZhangAttack.start`): the
+    attacker's runner loaded with W_0, the stolen W_T, the claimed schedule, the batches, the
+    checkpoint steps, and what the spoof has so far (checkpoints, shipped batches, cost)."""
+
+    runner: Runner
+    w_t: dict[str, torch.Tensor]
+    w_0: dict[str, torch.Tensor]
+    lrs: np.ndarray
+    batches: Batches
+    steps: list[int]
+    checkpoints: list[Checkpoint]
+    xs: list[torch.Tensor] = field(default_factory=list)
+    ys: list[torch.Tensor] = field(default_factory=list)
+    cost: CostRecord = field(default_factory=CostRecord)
+
+    def ship(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Keep a batch the spoof trained on (its shipped data, in order)."""
+        self.xs.append(x)
+        self.ys.append(y)
+
+    def waypoint(self, step: int) -> dict[str, torch.Tensor]:
+        """The weights the spoof claims at `step`: W_T at the end, else the equal division of
+        W_0 -> W_T at step / T'."""
+        t_prime = int(self.steps[-1])
+        return self.w_t if step == t_prime else interpolate(self.w_0, self.w_t, step / t_prime, self.runner.names)
+
+    def claim(self, step: int, weights: Mapping[str, torch.Tensor]) -> Checkpoint:
+        """Checkpoint `step`: the runner's state (momentum, buffers) with the parameters replaced
+        by `weights`; recorded, and the runner continues from it."""
+        end = self.runner.state(step)
+        checkpoint = Checkpoint(step, {**end.model, **{n: weights[n] for n in self.runner.names}}, end.momentum)
+        self.runner.load(checkpoint)
+        self.checkpoints.append(checkpoint)
+        return checkpoint
+
+
 class Timer:
     def __enter__(self) -> Self:
         self.start = time.perf_counter()
@@ -205,8 +255,8 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-__all__ = ["Batches", "CostRecord", "Runner", "Timer", "ZhangAttack", "ZhangSpoof", "spoof_dataset", "spoof_schedule",
-           "target_weights", "write_zhang_spoof"]
+__all__ = ["Batches", "CostRecord", "Runner", "SpoofRun", "Timer", "ZhangAttack", "ZhangSpoof", "spoof_dataset",
+           "spoof_schedule", "target_weights", "write_zhang_spoof"]
 
 
 @dataclass(frozen=True)
@@ -221,6 +271,7 @@ class ZhangAttack(Attack):
     after one that does not converge. seed: W_0's draw and the batch order.
     """
 
+    threat_model = "holds the victim's final model W_T and same-distribution data; wants W_T accepted as theirs"
     t_prime: int = 40
     k: int | None = None
     gamma: float = 0.01
@@ -257,6 +308,32 @@ class ZhangAttack(Attack):
 
     def __call__(self, inputs: AttackInputs, out: str | Path) -> Path:
         return self.run(inputs, out).path
+
+    def start(self, inputs: AttackInputs, *, sorted_init: bool = True) -> SpoofRun:
+        """The preamble of Algorithms 3-5: the runner, W_T, W_0 (initW0, or with `sorted_init`
+        False a fresh draw of seed `seed`), the claimed schedule, the batches and the checkpoint
+        steps; the runner starts from W_0."""
+        cfg = inputs.proof.config
+        runner = Runner(inputs)
+        w_t = target_weights(inputs)
+        if sorted_init:
+            w_0 = init_w0(cfg.model, w_t, seed=self.seed)
+        else:
+            w_0 = {k: v.detach().clone() for k, v in build_model(cfg.model, seed=self.seed).state_dict().items()}
+        run = SpoofRun(runner, w_t, w_0, spoof_schedule(inputs.proof, self.t_prime),
+                       Batches(inputs.data, cfg.batch_size, self.seed),
+                       checkpoint_steps(self.t_prime, self.interval(inputs)), [Checkpoint(0, w_0, None)])
+        runner.load(run.checkpoints[0])
+        return run
+
+    def finish(self, inputs: AttackInputs, out: Path, run: SpoofRun, records: list[Convergence], *,
+               meta: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> ZhangSpoof:
+        """Write the spoof: an ordinary proof of `run`'s checkpoints that ships its batches."""
+        tag = self.name.replace("_attack", "")  # zhang_attack2 -> zhang2
+        data = spoof_dataset(f"{inputs.data.name}-{tag}", run.xs, run.ys, inputs.data.num_classes)
+        path = write_zhang_spoof(out, inputs.proof, run.checkpoints, data, run.lrs, creator=self.creator(),
+                                 k=self.interval(inputs), meta=self.meta() if meta is None else meta)
+        return ZhangSpoof(path, data, records, run.cost, dict(extra or {}))
 
     def creator(self) -> str:
         return f"polcore.attacks.{self.name}"
