@@ -196,6 +196,48 @@ class ZhangSetup:
     threads: tuple[int, ...] = (1, 2)  # Z-hw: the attacker's CPU threads (the prover uses the largest)
 
 
+# ---- helper D (issue 13): detection against cost ---------------------------------------------------
+@dataclass(frozen=True)
+class DetectionSetup:
+    """How often a sampling verifier catches blindfold top-Q and spread state injection, against
+    the fraction of steps it replays, next to the closed form (`polcore.detection`), and how often
+    it rejects honest proofs at the same settings. `train` is the honest setup (template, stolen
+    model and honest proofs); the blindfold spoof uses its own k and Q_a (as Fig. 5's)."""
+
+    train: TrainSetup
+    blindfold_k: int = 10
+    blindfold_q: int = 5
+    random_qs: tuple[int, ...] | None = None  # random-Q's q per epoch (None: 1..n, n an epoch's intervals)
+    top_qs: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # top-Q's Q per epoch
+    random_seeds: int = 20  # random-Q draws (seeds) per setting
+    honest_seeds: int = 3  # honest proofs per k (their training seeds)
+
+
+# ---- helper X: the verdict matrix (issue 13): every spoof against every verifier configuration ----------
+@dataclass(frozen=True)
+class MatrixSetup:
+    """The verdict matrix's own knobs. The victim is the profile's `pol` setup; each spoof takes its
+    parameters from its chapter's block (`zhang`, `fang`, `forging`), except Zhang's T' (`zhang_t_prime`:
+    the victim here is the PoL primer's run, not Zhang's). Columns: one policy axis at the adaptive
+    threshold, one threshold axis over every interval, and the two extra checks. Fang's block gives
+    alpha, the normalised delta (Fig. 4's) and the small learning rate; Zhang's the calibration factor."""
+
+    zhang_t_prime: int = 20  # T' of the Zhang spoofs (Attack I included)
+    forge_steps: int = 8  # steps of the forged proof (plain SGD, k = 1) and of its honest twin
+    top_qs: tuple[int, ...] = (1, 3)
+    random_q: int = 3
+    random_seeds: tuple[int, ...] = (0, 1)
+    static_delta: float = 0.05  # a raw l2 tolerance, the same for every model (Jia et al.'s form)
+    stage_factors: tuple[float, ...] = (2.0, 1.0, 0.5)  # x Fang's normalised delta per third of training (Zhang V)
+    max_data_distance: float = 1 / 255  # linf: one grey level of an 8-bit image from every public example
+    memorisation_threshold: float | None = None  # None: the check's own calibrated default
+
+
+_CPU_MATRIX = MatrixSetup()
+_PAPER_MATRIX = MatrixSetup(zhang_t_prime=1000, forge_steps=20, top_qs=(1, 3), random_q=3)
+_SMOKE_MATRIX = MatrixSetup(zhang_t_prime=4, forge_steps=2)
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -207,6 +249,8 @@ class Profile:
     fang: FangSetup | None = None  # helper D's block
     fang_stochastic: FangStochasticSetup | None = None  # helper E's block
     zhang: ZhangSetup | None = None  # helper C's block
+    matrix: MatrixSetup | None = None  # helper X's block
+    detection: DetectionSetup | None = None  # helper D's block (issue 13)
 
 
 # ---- cpu: scikit-learn digits (1,437 train images, 1x8x8) and small ResNets -------------------
@@ -344,6 +388,17 @@ _SMOKE_ZHANG = ZhangSetup(rows=(replace(_CPU_ZHANG_TRAIN, model_kwargs={"in_feat
                           hvp_iterations=3, threads=(1,))
 
 
+# ---- helper D (issue 13): detection against cost ---------------------------------------------------
+# The PoL setup's honest run; the blindfold spoof at Fig. 5's (k, Q_a) of each profile (cpu: 22
+# intervals an epoch, 3 valid); random-Q's q spans 1 .. an epoch's intervals.
+_CPU_DETECTION = DetectionSetup(train=_CPU_TRAIN, blindfold_k=2, blindfold_q=3,
+                                random_qs=(1, 2, 3, 4, 5, 6, 8, 11, 16, 22), top_qs=(1, 2, 3, 4, 5, 6),
+                                random_seeds=20, honest_seeds=3)
+_PAPER_DETECTION = DetectionSetup(train=_PAPER_TRAIN, blindfold_k=10, blindfold_q=5,
+                                  random_qs=(1, 2, 3, 5, 8, 13, 20, 39), top_qs=(1, 3, 5, 6, 10))
+_SMOKE_DETECTION = DetectionSetup(train=_SMOKE_TRAIN, blindfold_k=1, blindfold_q=2, top_qs=(1, 2, 3),
+                                  random_seeds=10, honest_seeds=1)
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -355,6 +410,8 @@ PROFILES: dict[str, Profile] = {
         fang=_SMOKE_FANG,
         fang_stochastic=_SMOKE_STOCHASTIC,
         zhang=_SMOKE_ZHANG,
+        detection=_SMOKE_DETECTION,
+        matrix=_SMOKE_MATRIX,
     ),
     "cpu": Profile(
         name="cpu",
@@ -366,6 +423,8 @@ PROFILES: dict[str, Profile] = {
         fang=_CPU_FANG,
         fang_stochastic=_CPU_STOCHASTIC,
         zhang=_CPU_ZHANG,
+        detection=_CPU_DETECTION,
+        matrix=_CPU_MATRIX,
     ),
     "paper": Profile(
         name="paper",
@@ -377,6 +436,8 @@ PROFILES: dict[str, Profile] = {
         fang=_PAPER_FANG,
         fang_stochastic=_PAPER_STOCHASTIC,
         zhang=_PAPER_ZHANG,
+        detection=_PAPER_DETECTION,
+        matrix=_PAPER_MATRIX,
     ),
 }
 
@@ -438,6 +499,21 @@ def _dry_zhang(setup: ZhangSetup | None) -> ZhangSetup | None:
                    hvp_iterations=2, threads=(1,))
 
 
+def _dry_matrix(setup: MatrixSetup | None) -> MatrixSetup | None:
+    """Helper X's block cut for a dry run: Zhang spoofs of 2 steps, a forged proof of 2 steps."""
+    if setup is None:
+        return None
+    return replace(setup, zhang_t_prime=2, forge_steps=2)
+
+
+def _dry_detection(setup: DetectionSetup | None) -> DetectionSetup | None:
+    """Helper D's detection block (issue 13) cut for a dry run: 3 steps an epoch, k = 1 blindfold
+    proofs with Q_a = 1, two q and two Q, two draws, one honest proof per k."""
+    if setup is None:
+        return None
+    return replace(setup, train=_dry_train(setup.train), blindfold_k=1, blindfold_q=1, random_qs=(1, 2),
+                   top_qs=(1, 2), random_seeds=2, honest_seeds=1)
+
 def dry_run_profile(name: str = "paper") -> Profile:
     """Profile `name` cut to a handful of steps for a CPU dry run (`polcore run ... --dry-run`).
 
@@ -466,4 +542,6 @@ def dry_run_profile(name: str = "paper") -> Profile:
         fang=_dry_fang(base.fang),
         fang_stochastic=_dry_stochastic(base.fang_stochastic),
         zhang=_dry_zhang(base.zhang),
+        detection=_dry_detection(base.detection),
+        matrix=_dry_matrix(base.matrix),
     )
