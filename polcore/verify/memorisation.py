@@ -24,13 +24,16 @@ model's loss moved in it, measured on the data (the root mean square of the `oth
 loss drops), never by what the proof claims (its learning rates are the attacker's to choose: a
 weight by claimed rate would let a spoof give its interpolated intervals weight ~0):
 
-    statistic = sum_i w_i clip(t_i, -clip, clip) / sum_i w_i,   w_i = rms(drop on other_i)
+    statistic = sum_i w_i clip(t_i, -clip, clip) / sqrt(sum_i w_i^2),   w_i = rms(drop on other_i)
 
-a weighted mean t in [-clip, clip]. Honest training moves the loss most where it memorises
-most; a spoof that bridges to a model it did not train must move the loss somewhere without
-the claimed batches leading, and that interval weighs in. The clip stops one interval of real
-training at a huge t from outweighing many faked ones. The proof passes when
-statistic >= threshold; the threshold comes from honest proofs (`calibrate_memorisation`).
+Stouffer's weighted z: were each t_i a standard normal (no memorisation anywhere), so would
+be the statistic, however the weights fall, so a spoof cannot buy a high value by putting its
+movement into few intervals. Honest training moves the loss most where it memorises most; a
+spoof that bridges to a model it did not train must move the loss somewhere without the
+claimed batches leading, and that interval weighs in. The clip stops one interval of real
+training at a huge t from carrying the proof (one interval gives at most `clip`). The proof
+passes when statistic >= threshold; the threshold comes from honest proofs
+(`calibrate_memorisation`). The evidence also holds the weighted mean of the clipped t's.
 
 What it cannot see: an interval in which the model does not move (its weight is ~0), real
 training anywhere (state injection keeps honest intervals around its jump; a proof that trains
@@ -58,9 +61,11 @@ from polcore.proof.manifest import MANIFEST_FILE, checkpoint_file
 from polcore.verify.cost import meta_step_memory
 from polcore.verify.selection import intervals_of
 
-# The calibrated per-proof threshold (see `calibrate_memorisation`); measured on honest cpu-profile
-# proofs, see the constant's note below where it is set.
-DEFAULT_THRESHOLD = 1.0
+# The calibrated per-proof threshold: `calibrate_memorisation` (normal fit, 1 % quantile) of 30
+# honest cpu-profile proofs (polcore.profiles cpu `pol.train`: digits, ResNet-8, seeds 0..29; mean
+# 7.78, sd 1.15; scratch run of helper M, this session). Calibrated on seeds 0..9 alone the rule
+# gave 5.50 and rejected 1 of the 20 held-out seeds (4.95): the tail is heavier than a normal's.
+DEFAULT_THRESHOLD = 5.1
 DEFAULT_EXAMPLES = 1024  # dataset examples evaluated per checked checkpoint (digits: 1,024 of 1,437)
 DEFAULT_MAX_INTERVALS = 256  # intervals checked at most (a random subset beyond): 257 checkpoints
 DEFAULT_CLIP = 4.0  # |t| beyond this counts as 4: one interval cannot outweigh many
@@ -137,12 +142,16 @@ def welch_t(a: np.ndarray, b: np.ndarray) -> float:
     return diff / se
 
 
-def pooled_statistic(t: Sequence[float], weights: Sequence[float], clip: float) -> float | None:
-    """sum w_i clip(t_i) / sum w_i; None when no interval has weight (the model never moves)."""
+def pooled_statistic(t: Sequence[float], weights: Sequence[float], clip: float, *, mean: bool = False
+                     ) -> float | None:
+    """Stouffer's weighted z, sum w_i clip(t_i) / sqrt(sum w_i^2) (with `mean`: the weighted mean
+    sum w_i clip(t_i) / sum w_i); None when no interval has weight (the model never moves)."""
     t_arr, w = np.asarray(t, np.float64), np.asarray(weights, np.float64)
-    total = float(w.sum())
-    if not len(w) or not math.isfinite(total) or total <= 0:
+    scale = float(w.max()) if len(w) else 0.0
+    if not (math.isfinite(scale) and scale > 0):
         return None
+    w = w / scale  # the weights' scale cancels; this keeps their squares finite
+    total = float(w.sum()) if mean else math.sqrt(float((w * w).sum()))
     return float((w * np.clip(t_arr, -clip, clip)).sum() / total)
 
 
@@ -248,6 +257,8 @@ def memorisation_statistic(proof: Proof, data: TensorDataset, check: Memorisatio
         why = (f"statistic {statistic:.3g} < threshold {check.threshold:.3g}: the loss on the claimed batches "
                f"does not fall more than on other examples where the model moves")
     unweighted = [min(max(e["t"], -check.clip), check.clip) for e in counted]
+    weighted_mean = (pooled_statistic([e["t"] for e in counted], [e["weight"] for e in counted], check.clip,
+                                      mean=True) if counted else None)
     return {
         "statistic": statistic,
         "threshold": check.threshold,
@@ -260,6 +271,7 @@ def memorisation_statistic(proof: Proof, data: TensorDataset, check: Memorisatio
         "forward_examples": int(forward),
         "intervals_total": len(intervals_of(config)),
         "intervals_counted": len(counted),
+        "weighted_mean_t": weighted_mean,
         "mean_clipped_t": float(np.mean(unweighted)) if unweighted else None,
         "fraction_positive": float(np.mean([e["t"] > 0 for e in counted])) if counted else None,
         "intervals": evidence,
