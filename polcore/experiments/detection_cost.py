@@ -191,7 +191,7 @@ def units(profile_name: str, setup: DetectionSetup) -> list[Unit]:
                   "verify_top": proof.startswith("spoof"), "random_qs": _random_qs(setup, _per_epoch(setup, k)),
                   "memorisation": MemorisationCheck().to_dict()}
         # the whole verifier on seed 0 of every q for a spoof, of the first q for an honest proof
-        config["cross_checked_qs"] = config["random_qs"] if proof.startswith("spoof") else config["random_qs"][:1]
+        config["cross_checked_qs"] = config["random_qs"][: setup.cross_checks if proof.startswith("spoof") else 1]
         out.append(Unit(f"judge-{proof}", unit_judge, config, (proof,), steps=steps, probe=train))
     return out
 
@@ -262,7 +262,8 @@ def reduce(profile_name: str, setup: DetectionSetup, stored: Mapping[str, Stored
 def config_for(setup: DetectionSetup) -> dict[str, Any]:
     return {"train": setup.train.to_dict(), "blindfold_k": setup.blindfold_k, "blindfold_q": setup.blindfold_q,
             "random_qs": list(setup.random_qs) if setup.random_qs else None, "top_qs": list(setup.top_qs),
-            "random_seeds": setup.random_seeds, "honest_seeds": setup.honest_seeds, "alpha": ALPHA,
+            "random_seeds": setup.random_seeds, "honest_seeds": setup.honest_seeds, "cross_checks": setup.cross_checks,
+            "alpha": ALPHA,
             "plans": list(PLANS)}
 
 
