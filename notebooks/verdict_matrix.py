@@ -45,6 +45,7 @@ device = "auto"  # "auto", "cpu" or "cuda"
 
 # %%
 import matplotlib.pyplot as plt
+from IPython.display import display
 from matplotlib.colors import ListedColormap
 
 from polcore import plotting
@@ -186,12 +187,13 @@ markdown_table(
     [
         [
             c,
-            ", ".join(name(r) for r in stops[c]) or "none",
+            f"{len(stops[c])} of {len(spoofs)}",
             ", ".join(name(r) for r in spoofs if r not in stops[c]) or "none",
         ]
         for c in codes
     ],
-    title="Spoofs each configuration rejects or finds invalid (experiment verdict_matrix)",
+    title="Spoofs each configuration rejects or finds invalid, and those it accepts "
+    "(experiment verdict_matrix)",
 )
 
 # %% [markdown]
@@ -202,7 +204,7 @@ markdown_table(
 # %% tags=["remove-input"]
 refused = data["honest_rejected"]
 if refused:
-    markdown_table(
+    table = markdown_table(
         ["honest proof", "rejected by", "failed check"],
         [
             [name({"row": r["row"]}), r["column"], ", ".join(r["reasons"])]
@@ -210,6 +212,7 @@ if refused:
         ],
         title="Honest proofs that a configuration rejects (experiment verdict_matrix)",
     )
+    display(table)
 else:
     print("Every honest proof is accepted by every configuration.")
 

@@ -487,10 +487,11 @@ def _dry_fang(fang: FangSetup | None) -> FangSetup | None:
 
 
 def _dry_stochastic(setup: FangStochasticSetup | None) -> FangStochasticSetup | None:
-    """Helper E's block cut for a dry run: 1 step an epoch, two stages, a few iterations and runs."""
+    """Helper E's block cut for a dry run: 2 steps an epoch (the blindfold cost run needs an interval
+    an epoch to interpolate besides its q = 1 trained one), two stages, a few iterations and runs."""
     if setup is None:
         return None
-    return replace(setup, rows=tuple(_dry_train(r, steps_per_epoch=1) for r in setup.rows), stages=(0.0, 1.0),
+    return replace(setup, rows=tuple(_dry_train(r, steps_per_epoch=2) for r in setup.rows), stages=(0.0, 1.0),
                    probe_chunk=4, synth_batch=4, synth_iterations=3, rna_runs=2, rna_lr_factors=(0.1, 1.0, 10.0),
                    cost_attack2_iterations=1)
 
@@ -509,10 +510,11 @@ def _dry_zhang(setup: ZhangSetup | None) -> ZhangSetup | None:
 
 
 def _dry_matrix(setup: MatrixSetup | None) -> MatrixSetup | None:
-    """Helper X's block cut for a dry run: Zhang spoofs of 2 steps, a forged proof of 2 steps."""
+    """Helper X's block cut for a dry run: Zhang spoofs of 2 steps, a forged proof of 2 steps, one
+    top-Q and one random-Q column (every kind of column, each verification costs ~1 s of ResNet-20 overhead)."""
     if setup is None:
         return None
-    return replace(setup, zhang_t_prime=2, forge_steps=2)
+    return replace(setup, zhang_t_prime=2, forge_steps=2, top_qs=(1,), random_seeds=(0,))
 
 
 def _dry_detection(setup: DetectionSetup | None) -> DetectionSetup | None:

@@ -60,7 +60,7 @@ def test_smoke_matrix_computes_every_cell_and_accepts_honest_proofs():
         assert not rejected, (row["row"], rejected)
     honest = next(r for r in data["rows"] if r["row"] == "honest")
     everything = honest["cells"]["A"]["replayed_steps"]
-    assert everything == data["steps"] and honest["cells"]["T1"]["replayed_steps"] < everything
+    assert everything == data["steps"] and honest["cells"]["T1"]["replayed_steps"] <= everything
     shipped = [r for r in data["rows"] if r["ships_data"]]
     assert shipped and all(r["cells"]["D"]["applies"] for r in shipped)
     assert not any(r["cells"]["D"]["applies"] for r in data["rows"] if not r["ships_data"])

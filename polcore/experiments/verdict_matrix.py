@@ -13,7 +13,8 @@ Columns, not the full cross product: one policy axis at Lemma 3's adaptive thres
 random-Q with fixed seeds, all), one threshold axis over every interval (static, normalised,
 stage-dependent, adaptive, calibrated), and two extra checks on top of polcore's default
 (top-1, adaptive): the data-distance check against the public dataset, and the memorisation
-check. The verifiers of one row share replays (`shared_replays`): every decision is the one a
+check. Every verifier stops at its first failed check (`fail_fast`, as Algorithm 2 does): a cell
+names that check, and its cost is what reaching the verdict cost. The verifiers of one row share replays (`shared_replays`): every decision is the one a
 lone verifier reaches; the seconds are those of the shared run (the first verifier to replay an
 interval pays for it), and replayed steps and FLOPs are each verifier's own.
 """
@@ -192,7 +193,7 @@ def _verifier(column: Column, matrix: Mapping[str, Any], refs: Mapping[str, floa
         kwargs = {"memorisation": MemorisationCheck() if threshold is None else MemorisationCheck(threshold=threshold)}
     return Verifier(policy=_policy(column.policy), threshold=parse_threshold(column.threshold), metrics=("l2",),
                     d_ref=dict(refs), d_ref_source="mean l2 distance of F-tab1's independent models", device=device,
-                    **kwargs)
+                    fail_fast=True, **kwargs)
 
 
 # --- units ------------------------------------------------------------------------------------------------
