@@ -23,11 +23,20 @@ def test_dry_profile_cuts_sizes_only() -> None:
         assert b.epochs * b.train_size // b.batch_size <= 8
 
 
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One results directory for every experiment's dry run, as a paper run has one: an
+    experiment that reads another's result (F-tab1's d_ref and honest costs) finds it stored
+    and fresh instead of training F-tab1's ResNet-50s again. Each experiment still computes
+    every unit of its own, in its own folder."""
+    return tmp_path_factory.mktemp("dry-results")
+
+
 @pytest.mark.parametrize("experiment", sorted(experiment_modules()))
-def test_paper_dry_run(experiment: str, tmp_path: Path) -> None:
-    result = dry_run(experiment, "paper", results=tmp_path, progress=False)
+def test_paper_dry_run(experiment: str, results: Path) -> None:
+    result = dry_run(experiment, "paper", results=results, progress=False)  # or found, when another needed it
     assert result.profile == "paper-dry" and result.experiment == experiment
-    store = UnitStore(tmp_path, "paper-dry", experiment)
+    store = UnitStore(results, "paper-dry", experiment)
     assert store.names(), "no unit was stored"
     assert all(store.load(n) is not None for n in store.names())
-    assert (tmp_path / "paper-dry" / f"{experiment}.json").is_file()
+    assert (results / "paper-dry" / f"{experiment}.json").is_file()
