@@ -18,9 +18,19 @@ from proofkit import checkpoints_of, make_proof, rewrite, tiny_data
 from polcore.attacks import AttackInputs, get_attack
 from polcore.attacks.sorted_init import lerp
 from polcore.cli import main
-from polcore.proof import Checkpoint, read_proof
+from polcore.attacks.base import honest_checkpoints
+from polcore.proof import Checkpoint, read_proof, write_proof
 from polcore.verify import All, MemorisationCheck, Verifier, calibrate_memorisation, memorisation_statistic
-from polcore.verify.memorisation import DEFAULT_THRESHOLD, pooled_statistic, welch_t
+from polcore.prover import hash_batches
+from polcore.verify import Adaptive, TopQ
+from polcore.verify.memorisation import (
+    DEFAULT_THRESHOLD,
+    _check_losses,
+    evaluations,
+    pooled_statistic,
+    welch_t,
+)
+from polcore.verify.selection import Interval, intervals_of
 
 CHECK = MemorisationCheck()  # the calibrated default threshold
 # proofkit's tiny MLP proof on 512 digits (32 steps an epoch, 24 intervals): with its 128 examples
@@ -170,3 +180,57 @@ def test_cli_memorisation_flag(honest_dir, tmp_path, capsys):
     assert doc["memorisation"]["passed"] and doc["memorisation"]["seed"] == 3
     assert main(["verify", str(honest_dir), "--memorisation", "1e6"]) == 1
     assert "memorisation" in capsys.readouterr().out
+
+
+def test_losses_at_both_ends_use_the_end_buffers():
+    """BatchNorm statistics drift with every batch whatever the learning rate: the check compares
+    weights under one set of statistics (the interval's end), two evaluations per interval."""
+    ivs = [Interval(0, 0, 4, 0), Interval(1, 4, 8, 0)]
+    assert evaluations(ivs, buffered=True) == [(0, 4), (4, 4), (4, 8), (8, 8)]
+    assert evaluations(ivs, buffered=False) == [(0, 0), (4, 4), (8, 8)]
+
+
+def _order_by_drop(proof, data) -> np.ndarray:  # noqa: ANN001
+    """The adaptive attacker's data order: per epoch, each interval claims the examples whose loss
+    falls most (standardised) along its piece of the faked path; epochs stay permutations."""
+    config, steps = proof.config, proof.checkpoint_steps()
+    rows = np.arange(len(data))
+    losses = _check_losses(proof, data, CHECK, evaluations(intervals_of(config), False), rows, torch.device("cpu"))
+    new = proof.indices.copy()
+    per_epoch = config.steps_per_epoch
+    for epoch in range(config.epochs):
+        epoch_steps = range(epoch * per_epoch, (epoch + 1) * per_epoch)
+        slots = {i: [s for s in epoch_steps if s // config.k == i] for i in {s // config.k for s in epoch_steps}}
+        score = {}
+        for i in slots:
+            drop = losses[(steps[i], steps[i])] - losses[(steps[i + 1], steps[i + 1])]
+            score[i] = (drop - drop.mean()) / drop.std()
+        taken: set[int] = set()
+        claimed: dict[int, list[int]] = {i: [] for i in slots}
+        for _, i, x in sorted(((score[i][x], i, x) for i in slots for x in rows), reverse=True):
+            if x not in taken and len(claimed[i]) < len(slots[i]) * config.batch_size:
+                claimed[i].append(int(x))
+                taken.add(x)
+        for i, chosen in claimed.items():
+            new[slots[i]] = np.array(chosen).reshape(len(slots[i]), config.batch_size)
+    return new
+
+
+def test_an_adaptive_data_order_fools_the_check_but_not_replay(honest_dir, tmp_path):
+    """The check's known hole (reported on the matrix page): with a model free of BatchNorm, an
+    attacker who orders the data after faking the path, so that each interval claims the examples
+    whose loss its piece of the path lowers most, shows the memorisation of honest training with
+    forward passes only. Replay still rejects the spoof (an infinitesimal update here)."""
+    data, template = _data(), read_proof(honest_dir)
+    target = dict(checkpoints_of(make_proof(tmp_path / "stolen", seed=7, data=data))[-1].model)
+    plain = get_attack("infinitesimal_update", random_data=False)(AttackInputs(template, data, target),
+                                                                  tmp_path / "plain")
+    assert not _statistic(plain)["passed"]
+    order = _order_by_drop(read_proof(plain), data)
+    write_proof(tmp_path / "ordered-template", template.config, honest_checkpoints(template), order,
+                hash_batches(data, order, template.config))
+    adaptive = get_attack("infinitesimal_update", random_data=False)(
+        AttackInputs(read_proof(tmp_path / "ordered-template"), data, target), tmp_path / "adaptive")
+    assert _statistic(adaptive)["passed"]
+    report = Verifier(policy=TopQ(1), threshold=Adaptive(1.0), memorisation=CHECK).verify_path(adaptive, data)
+    assert report.decision == "rejected" and report.reason_codes == ["replay"]

@@ -13,7 +13,14 @@ Per checked interval (the evidence): a fixed random subset of the dataset (`exam
 with the check's seed) is evaluated at every checked checkpoint; the per-example loss drop
 L(W_s, x) - L(W_e, x) is split into `trained` (examples of the interval's batches) and `other`
 (the rest), and `t` is Welch's t of mean(trained) - mean(other). Losses are evaluated in eval
-mode (the checkpoint's BatchNorm statistics), in float32 by default: a loss's rounding (~1e-7
+mode, at both ends with the BatchNorm statistics of the interval's end W_e: running statistics
+move with every batch whatever the learning rate (a tenth of the way each step), so evaluated
+with their own statistics, the loss changes of an interval at a small learning rate are mostly
+the statistics' drift, which hides what the weights memorised (honest proofs at 1/100 of the
+cpu profile's learning rate: statistic ~1.9 instead of ~6) and hands a spoof whose weights were
+interpolated a gap its replayed statistics, not its weights, made. The drop is thus
+L(weights W_s, buffers of W_e) - L(W_e): the weights' doing alone (two forward passes per
+interval for a model with buffers, one per checkpoint without). Losses are computed in float32 by default: a loss's rounding (~1e-7
 relative) is far below the per-example drops the test compares (1e-4 and more even after the
 learning rate decays), and float64 convolutions cost ~4x on a CPU (`float64=True` to use it).
 
@@ -59,7 +66,7 @@ from polcore.models import build_model
 from polcore.proof import Proof, ProofError
 from polcore.proof.manifest import MANIFEST_FILE, checkpoint_file
 from polcore.verify.cost import meta_step_memory
-from polcore.verify.selection import intervals_of
+from polcore.verify.selection import Interval, intervals_of
 
 # The calibrated per-proof threshold: `calibrate_memorisation` (normal fit, 1 % quantile) of 30
 # honest cpu-profile proofs (polcore.profiles cpu `pol.train`: digits, ResNet-8, seeds 0..29; mean
@@ -155,9 +162,28 @@ def pooled_statistic(t: Sequence[float], weights: Sequence[float], clip: float, 
     return float((w * np.clip(t_arr, -clip, clip)).sum() / total)
 
 
-def _check_losses(proof: Proof, data: TensorDataset, check: MemorisationCheck, steps: list[int], rows: np.ndarray,
-                  device: torch.device) -> dict[int, np.ndarray]:
-    """Per-example cross-entropy (float64 numbers) on data[rows] at each checkpoint step, in eval mode."""
+Evaluation = tuple[int, int]  # (step of the weights, step of the buffers) a loss is evaluated at
+
+
+def evaluations(intervals: Sequence[Interval], buffered: bool) -> list[Evaluation]:
+    """What the check evaluates: per interval [s, e), the weights of s and of e, both with e's
+    buffers (BatchNorm statistics). Without floating-point buffers (s, e) is (s, s) and shared."""
+    out: dict[Evaluation, None] = {}
+    for iv in intervals:
+        out[(iv.start, iv.stop if buffered else iv.start)] = None
+        out[(iv.stop, iv.stop)] = None
+    return list(out)
+
+
+def _floating_buffers(proof: Proof) -> list[str]:
+    names = set(proof.layout.parameters)
+    return [n for n, (_, dtype) in proof.layout.state.items() if dtype.is_floating_point and n not in names]
+
+
+def _check_losses(proof: Proof, data: TensorDataset, check: MemorisationCheck, wanted: list[Evaluation],
+                  rows: np.ndarray, device: torch.device) -> dict[Evaluation, np.ndarray]:
+    """Per-example cross-entropy (float64 numbers) on data[rows] for each (weights, buffers) step
+    pair, in eval mode; at most two checkpoints are held at a time."""
     config = proof.config
     dtype = torch.float64 if check.float64 else torch.float32
     shape = tuple(data.x.shape[1:])
@@ -171,13 +197,20 @@ def _check_losses(proof: Proof, data: TensorDataset, check: MemorisationCheck, s
                                                  f"more than the memorisation check's limit of "
                                                  f"{DEFAULT_MAX_MEMORY:.3g}")
     model = build_model(config.model, seed=0, device="meta").to_empty(device=device).to(dtype)
+    params = set(proof.layout.parameters)
     index = torch.as_tensor(rows, dtype=torch.int64, device=data.device)
     x_all, y_all = data.x[index], data.y[index]
-    out: dict[int, np.ndarray] = {}
-    for step in steps:
-        checkpoint = proof.checkpoint(step)
+    held: dict[int, Any] = {}
+    out: dict[Evaluation, np.ndarray] = {}
+    for weights, buffers in wanted:
+        for step in (weights, buffers):
+            if step not in held:
+                if len(held) >= 2:
+                    held.pop(min(held))
+                held[step] = proof.checkpoint(step).model
+        state = {k: (held[weights] if k in params else held[buffers])[k] for k in held[buffers]}
         model.load_state_dict({k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
-                               for k, v in checkpoint.model.items()}, strict=True)
+                               for k, v in state.items()}, strict=True)
         model.eval()
         losses = []
         with torch.no_grad():
@@ -191,9 +224,9 @@ def _check_losses(proof: Proof, data: TensorDataset, check: MemorisationCheck, s
                 losses.append(F.cross_entropy(logits, y, reduction="none").to("cpu", torch.float64))
         loss = torch.cat(losses).numpy()
         if not np.isfinite(loss).all():
-            raise ProofError(checkpoint_file(step), "model", "gives non-finite losses on the data (the "
-                                                             "memorisation check cannot compare them)")
-        out[step] = loss
+            raise ProofError(checkpoint_file(weights), "model", "gives non-finite losses on the data (the "
+                                                                "memorisation check cannot compare them)")
+        out[(weights, buffers)] = loss
     return out
 
 
@@ -221,16 +254,17 @@ def memorisation_statistic(proof: Proof, data: TensorDataset, check: Memorisatio
         chosen = np.sort(rng.choice(len(intervals), size=check.max_intervals, replace=False))
         intervals = [intervals[i] for i in chosen]
     rows = np.sort(rng.choice(n, size=min(check.examples, n), replace=False))
-    steps = sorted({iv.start for iv in intervals} | {iv.stop for iv in intervals})
-    forward = len(steps) * len(rows)
+    buffered = bool(_floating_buffers(proof))
+    wanted = evaluations(intervals, buffered)
+    forward = len(wanted) * len(rows)
     if forward > check.max_forward:
         raise ProofError(MANIFEST_FILE, "schedule", f"the memorisation check would evaluate {forward:.3g} "
                                                     f"examples, more than its limit of {check.max_forward:.3g}")
-    losses = _check_losses(proof, data, check, steps, rows, device)
+    losses = _check_losses(proof, data, check, wanted, rows, device)
     evidence = []
     for iv in intervals:
         trained = np.isin(rows, proof.indices[iv.start : iv.stop])
-        drop = losses[iv.start] - losses[iv.stop]
+        drop = losses[(iv.start, iv.stop if buffered else iv.start)] - losses[(iv.stop, iv.stop)]
         a, b = drop[trained], drop[~trained]
         row: dict[str, Any] = {"start": iv.start, "stop": iv.stop, "epoch": iv.epoch, "n_trained": len(a),
                                "n_other": len(b)}
@@ -267,7 +301,7 @@ def memorisation_statistic(proof: Proof, data: TensorDataset, check: Memorisatio
         "seed": seed,
         "check": check.to_dict(),
         "examples": len(rows),
-        "checkpoints_evaluated": len(steps),
+        "evaluations": len(wanted),
         "forward_examples": int(forward),
         "intervals_total": len(intervals_of(config)),
         "intervals_counted": len(counted),
