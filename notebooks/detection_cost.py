@@ -157,7 +157,7 @@ glue_numbers(
 # the spoof at every setting (lowest rate {glue:text}`dc_bf_default_min`).
 
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "nbval-ignore-output"]
 def draw(spoof: str, name: str) -> None:
     """Catch probability against the fraction of steps replayed, both replay plans."""
     fig, ax = plt.subplots(figsize=(plotting.PAGE_WIDTH_IN, 3.6))
