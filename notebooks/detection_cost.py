@@ -44,7 +44,7 @@
 # must agree ({glue:text}`dc_checked` such runs here). Every top-$Q$ setting runs the whole
 # verifier.
 #
-# **The memorisation check** (after Choi, Shavit and Duvenaud, 2023) replays nothing. At
+# **The memorisation check** (after {cite:t}`choi2023verifying`) replays nothing. At
 # each checkpoint it asks whether the loss fell more on the examples the last interval
 # claims to have trained on than on other examples. Its cost is forward passes. The figures
 # place it at that cost as a fraction of training's compute, counting a training step as
