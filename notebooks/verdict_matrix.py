@@ -109,7 +109,11 @@ mem_only = [
     and any(r["cells"][c]["decision"] == "accepted" for c in replay_codes)
 ]
 mem_misses = [
-    name(r) for r in spoofs if mem and r["cells"][mem]["decision"] == "accepted"
+    name(r)
+    for r in spoofs
+    if mem
+    and r["cells"][mem]["decision"] != "invalid"
+    and "memorisation" not in r["cells"][mem]["reasons"]
 ]
 glue_numbers(
     {
@@ -218,10 +222,15 @@ else:
 
 # %% [markdown]
 # The memorisation check catches, of the spoofs some replay configuration accepts:
-# {glue:text}`vm_mem_only`. It lets through: {glue:text}`vm_mem_misses`. It needs forward
-# passes only, but it asks for a trace of real training where the proof claims it, so an
-# honest proof whose model barely moves (a tiny learning rate, a handful of steps) leaves
-# little trace either: see the table above.
+# {glue:text}`vm_mem_only`. It does not fire on: {glue:text}`vm_mem_misses` (real training
+# surrounds the injected state, so the claimed batches do leave their trace; the replay of
+# the same verifier rejects them). It needs forward passes only, but it asks for a trace of
+# real training where the proof claims it, so an honest proof whose model barely moves (a
+# 100x smaller learning rate, a handful of plain SGD steps) may leave too little of one:
+# see the table above. The calibrated threshold, too, can be tighter than a benign stack
+# change: where it rejects the honest proof trained with other convolution kernels, the
+# replay of an early interval, where training is most chaotic, lands beyond 100x the
+# float64 noise.
 #
 # ## What the spoofs cost
 #
