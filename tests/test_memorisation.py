@@ -16,13 +16,20 @@ import torch
 from proofkit import checkpoints_of, make_proof, rewrite, tiny_data
 
 from polcore.attacks import AttackInputs, get_attack
+from polcore.attacks.base import honest_checkpoints
 from polcore.attacks.sorted_init import lerp
 from polcore.cli import main
-from polcore.attacks.base import honest_checkpoints
 from polcore.proof import Checkpoint, read_proof, write_proof
-from polcore.verify import All, MemorisationCheck, Verifier, calibrate_memorisation, memorisation_statistic
 from polcore.prover import hash_batches
-from polcore.verify import Adaptive, TopQ
+from polcore.verify import (
+    Adaptive,
+    All,
+    MemorisationCheck,
+    TopQ,
+    Verifier,
+    calibrate_memorisation,
+    memorisation_statistic,
+)
 from polcore.verify.memorisation import (
     DEFAULT_THRESHOLD,
     _check_losses,
@@ -39,7 +46,7 @@ CHECK = MemorisationCheck()  # the calibrated default threshold
 SIZE = 512
 
 
-def _data():  # noqa: ANN202
+def _data():
     return tiny_data(SIZE)
 
 
@@ -190,7 +197,7 @@ def test_losses_at_both_ends_use_the_end_buffers():
     assert evaluations(ivs, buffered=False) == [(0, 0), (4, 4), (8, 8)]
 
 
-def _order_by_drop(proof, data) -> np.ndarray:  # noqa: ANN001
+def _order_by_drop(proof, data) -> np.ndarray:
     """The adaptive attacker's data order: per epoch, each interval claims the examples whose loss
     falls most (standardised) along its piece of the faked path; epochs stay permutations."""
     config, steps = proof.config, proof.checkpoint_steps()
