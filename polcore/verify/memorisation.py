@@ -86,8 +86,8 @@ from polcore.verify.selection import Interval, intervals_of
 # ~9 %; more seeds are needed to show 1 %). A proof of another setup needs its own calibration: the
 # statistic grows with the number of intervals in which the model memorises.
 DEFAULT_THRESHOLD = 4.9
-DEFAULT_EXAMPLES = 1024  # dataset examples evaluated per checked checkpoint (digits: 1,024 of 1,437)
-DEFAULT_MAX_INTERVALS = 256  # intervals checked at most (a random subset beyond): 257 checkpoints
+DEFAULT_EXAMPLES = 1024  # dataset examples per loss evaluation (digits: 1,024 of 1,437)
+DEFAULT_MAX_INTERVALS = 256  # intervals checked at most (a random subset beyond): <= 512 evaluations
 DEFAULT_CLIP = 4.0  # |t| beyond this counts as 4: one interval cannot outweigh many
 MIN_GROUP = 8  # examples each side (trained, other) needs for an interval to count
 MIN_INTERVALS = 3  # comparable intervals a proof needs for a statistic at all
