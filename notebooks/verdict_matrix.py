@@ -115,8 +115,31 @@ mem_misses = [
     and r["cells"][mem]["decision"] != "invalid"
     and "memorisation" not in r["cells"][mem]["reasons"]
 ]
+mem_stats = {
+    name(r): (r["cells"][mem].get("evidence") or {}).get("statistic") for r in honest
+}
+mem_stats = {k: v for k, v in mem_stats.items() if v is not None} if mem else {}
+low = min(mem_stats, key=mem_stats.get, default=None)
+threshold = (
+    (victim["cells"][mem].get("evidence") or {}).get("threshold") if mem else None
+)
+ca_refused = [name(r) for r in honest if r["cells"]["Ca"]["decision"] != "accepted"]
 glue_numbers(
     {
+        "vm_mem_honest": (
+            f"the lowest honest statistic is {sig(mem_stats[low])} ({low}), "
+            f"against a threshold of {sig(threshold)}"
+            if low and threshold is not None
+            else "no honest statistic was computed"
+        ),
+        "vm_ca_honest": (
+            "The calibrated threshold rejects the honest proof "
+            + ", ".join(ca_refused)
+            + ": the replay of an early interval, where training is most chaotic, lands "
+            "beyond 100x the float64 noise."
+            if ca_refused
+            else "The calibrated threshold accepts every honest proof."
+        ),
         "vm_spoofs": len(spoofs),
         "vm_columns": len(codes),
         "vm_default_stops": len(stops["T1"]),
@@ -222,15 +245,11 @@ else:
 
 # %% [markdown]
 # The memorisation check catches, of the spoofs some replay configuration accepts:
-# {glue:text}`vm_mem_only`. It does not fire on: {glue:text}`vm_mem_misses` (real training
-# surrounds the injected state, so the claimed batches do leave their trace; the replay of
-# the same verifier rejects them). It needs forward passes only, but it asks for a trace of
-# real training where the proof claims it, so an honest proof whose model barely moves (a
-# 100x smaller learning rate, a handful of plain SGD steps) may leave too little of one:
-# see the table above. The calibrated threshold, too, can be tighter than a benign stack
-# change: where it rejects the honest proof trained with other convolution kernels, the
-# replay of an early interval, where training is most chaotic, lands beyond 100x the
-# float64 noise.
+# {glue:text}`vm_mem_only`. It does not fire on: {glue:text}`vm_mem_misses`. It needs
+# forward passes only, but it asks for a trace of real training where the proof claims it,
+# so honest proofs whose model barely moves (a 100x smaller learning rate, a handful of
+# plain SGD steps) come closest to its threshold: {glue:text}`vm_mem_honest`.
+# {glue:text}`vm_ca_honest`
 #
 # ## What the spoofs cost
 #
