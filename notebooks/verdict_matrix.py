@@ -135,8 +135,8 @@ glue_numbers(
         "vm_ca_honest": (
             "The calibrated threshold rejects the honest proof "
             + ", ".join(ca_refused)
-            + ": the replay of an early interval, where training is most chaotic, lands "
-            "beyond 100x the float64 noise."
+            + ": the replay of an early interval, where training is most chaotic, "
+            "lands beyond 100x the float64 noise."
             if ca_refused
             else "The calibrated threshold accepts every honest proof."
         ),
