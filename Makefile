@@ -24,8 +24,15 @@ unit: install
 
 # Every unit of every experiment at the paper profile, cut to a handful of steps, on the CPU, on
 # generated archives in the real CIFAR/MNIST formats (tests/test_dry_run.py; `polcore run all --dry-run`).
+# Two pytest processes of one thread each (a core each): the experiments that read F-tab1's result
+# share one results directory, the others the second.
+DRY_GROUP := fang or verdict_matrix
+DRY_TMP := $(shell mktemp -u -d /tmp/polcore-dry.XXXXXX)
 dryrun: install
-	@$(TIMED) "paper-profile dry run of every experiment" $(PY) -m pytest tests -q -m dryrun
+	@$(TIMED) "paper-profile dry run of every experiment (2 processes)" bash -c 'mkdir -p $(DRY_TMP); \
+		$(PY) -m pytest tests -q -p no:cacheprovider -m dryrun -k "$(DRY_GROUP)" --basetemp=$(DRY_TMP)/a & a=$$!; \
+		$(PY) -m pytest tests -q -p no:cacheprovider -m dryrun -k "not ($(DRY_GROUP))" --basetemp=$(DRY_TMP)/b; b=$$?; \
+		wait $$a; a=$$?; rm -rf $(DRY_TMP); exit $$((a | b))'
 
 smoke: install
 	@$(TIMED) "every notebook at the smoke profile" env POLCORE_RESULTS=$(SMOKE_DIR)/results \
