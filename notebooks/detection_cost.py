@@ -205,8 +205,9 @@ def draw(spoof: str, name: str) -> None:
     ax.set_xlabel("fraction of training replayed (memorisation: of its compute)")
     ax.set_ylabel("probability of rejection")
     ax.set_xscale("log")
-    for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
-        axis(plt.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_major_locator(plt.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_ylim(-0.05, 1.05)
     ax.legend(
         loc="lower center",
