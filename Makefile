@@ -24,9 +24,11 @@ unit: install
 
 # Every unit of every experiment at the paper profile, cut to a handful of steps, on the CPU, on
 # generated archives in the real CIFAR/MNIST formats (tests/test_dry_run.py; `polcore run all --dry-run`).
-# Two pytest processes of one thread each (a core each): the experiments that read F-tab1's result
-# share one results directory, the others the second.
-DRY_GROUP := fang or verdict_matrix
+# Two pytest processes of one thread each (a core each), each with its own results directory: the
+# experiments that read F-tab1's result, with the verifier and forging ones, in the first; Zhang,
+# the primer and detection in the second (balanced by the 2026-11-24 run, whose processes took
+# 196 s and 474 s with the verifier and forging experiments in the second).
+DRY_GROUP := fang or verdict_matrix or verifier_attacks or suliman
 DRY_TMP := $(shell mktemp -u -d /tmp/polcore-dry.XXXXXX)
 dryrun: install
 	@$(TIMED) "paper-profile dry run of every experiment (2 processes)" bash -c 'mkdir -p $(DRY_TMP); \
