@@ -125,3 +125,22 @@ def test_decisions_under_both_tolerances_are_the_chapters(spoofs, honest_dir):  
 @pytest.mark.parametrize("mode", ["zero iterations", "one candidate"])
 def test_a_crippled_attack_1_never_reproduces_the_negative_claim(mode):
     assert fooling_probe(mode).verdict == "inconclusive"
+
+
+def test_an_empty_attack_2_window_from_an_unconverged_attacker_is_inconclusive():
+    """Z-A2 is a positive claim: an empty window says 'not reproduced' only when the attacker's
+    per-step optimisation met gamma (converged); a weak attacker's empty window is no evidence."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from polcore.experiments.zhang_attacks import MIN_CONVERGED, claims
+
+    stored = json.loads((Path(__file__).parents[1] / "results/cpu/zhang_attacks.json").read_text())["data"]
+    main = stored["rows"][0]
+    main["a2_window_paper"] = []
+    for share, verdict in ((MIN_CONVERGED / 2, "inconclusive"), (1.0, "not reproduced")):
+        data = copy.deepcopy(stored)
+        for row in data["rows"][0]["a2"]:
+            row["convergence"]["converged_fraction"] = share
+        assert claims(data)["Z-A2"].verdict == verdict
