@@ -103,10 +103,23 @@ glue_numbers(
             )
         ),
         "z_honest_acc": sig(main["honest_accuracy"]["accuracy"][-1]),
-        "z_hw_spoof": sig(min(data["threads"]["threads"].values())),
+        "z_hw_spoof": sig(data["threads"]["spoof_seconds"]),
         "z_hw_verdict": "faster"
-        if min(data["threads"]["threads"].values()) < main["honest_seconds"]
+        if data["threads"]["spoof_seconds"] < main["honest_seconds"]
         else "slower",
+        "z_objective": "its whole update (momentum and weight decay included)"
+        if setup.objective == "update"
+        else "the gradient norm",
+        "z_search_best": sig(
+            max(s["converged_fraction"] for s in data["a2_search"][1:])
+        ),
+        "z_search_steps": str(data["a2_search"][0]["steps"]),
+        "z_by_lr": ", ".join(
+            f"{share:.0%} at {sig(float(lr))}"
+            for lr, share in sorted(
+                main["a2"][-1]["converged_by_lr"].items(), key=lambda kv: -float(kv[0])
+            )
+        ),
     }
 )
 
@@ -284,9 +297,41 @@ markdown_table(
 # 0.12. Here the median loss on the line is at least {glue:text}`z_loss_path` before
 # perturbation, and the squared gradient norm falls by a factor of {glue:text}`z_grad_fall`
 # (median, worst $T'$). The honest model itself reaches {glue:text}`z_honest_acc` held-out
-# accuracy. Where the perturbed steps still move the model, momentum adds them up over an
-# interval and the replay drifts from the line; that drift, not the equal division, is then
-# the spoof's error.
+# accuracy. The claimed optimizer keeps the victim's momentum, so a step moves the model by
+# the learning rate times the gradient *plus* the momentum buffer. Algorithm 4 minimises the
+# gradient alone; our attacker minimises {glue:text}`z_objective`, which is what the stop
+# test measures. Even so, the share of steps that met $\gamma$ (at the largest $T'$, per
+# claimed learning rate) was {glue:text}`z_by_lr`.
+# The table below tests whether a harder-working attacker would do better: it reruns the
+# first {glue:text}`z_search_steps` steps with four times the iterations, and with four times
+# the step on $R$ as well. The best of those settings met $\gamma$ on
+# {glue:text}`z_search_best` of the steps. The Z-A2 verdict uses this record: an empty window
+# from an attacker that did not converge counts as evidence only when the harder settings do
+# not converge either.
+
+# %% tags=["remove-input"]
+markdown_table(
+    [
+        "adversarial iterations N",
+        "step on R",
+        "steps tried",
+        "met gamma",
+        "distance after (max)",
+    ],
+    [
+        [
+            s["iterations"],
+            sig(s["lr"]),
+            s["steps"],
+            sig(s["converged_fraction"]),
+            sig(max(s["distance_after"])),
+        ]
+        for s in data["a2_search"]
+    ],
+    title=f"Z-A2: Attack II's attacker trying harder on the first steps of T' = "
+    f"{min(data['t_primes'])} (gamma {setup.gamma}; the first row is the run's own "
+    "setting; experiment zhang_attacks)",
+)
 
 # %% [markdown]
 # (claim-z-a1)=
@@ -386,23 +431,33 @@ plotting.show(fig, "fig_zhang_accuracy")
 
 # %% [markdown]
 # (claim-z-hw)=
-# **Weaker hardware** (claim Z-hw): fewer CPU threads than the prover. Read this row with
-# care: the prover's time is measured with more threads than the attacker's, and when the
-# experiment runs two units at once (`--jobs 2`) those threads compete for the same cores.
-# On one thread each, honest training took {glue:text}`z_honest_s` s and the spoof
-# {glue:text}`z_hw_spoof` s: on equal hardware the spoof is {glue:text}`z_hw_verdict`.
+# **Weaker hardware** (claim Z-hw): the paper's attacker makes its spoof on a weaker GPU than
+# the prover's. Here the attacker has one CPU thread. On one thread each, honest training took
+# {glue:text}`z_honest_s` s and Attack II's spoof at the smallest $T'$ took
+# {glue:text}`z_hw_spoof` s, so on equal hardware the spoof is {glue:text}`z_hw_verdict`.
+# A spoof that is slower on equal hardware is not cheaper on weaker hardware. The table
+# also gives the prover's time with more threads, probed on a short run and scaled to the
+# whole run. Under `--jobs 2` those threads share the machine with another unit, so that
+# column is only indicative.
 
 # %% tags=["remove-input"]
 hw = data["threads"]
 markdown_table(
-    ["attacker threads", "spoof seconds", "prover seconds (threads)"],
+    ["who", "threads", "seconds"],
     [
-        [n, sig(s), f"{sig(hw['prover_seconds'])} ({hw['prover_threads']})"]
-        for n, s in hw["threads"].items()
+        [
+            "attacker: Attack II, T' = " + str(hw["spoof_t_prime"]),
+            1,
+            sig(hw["spoof_seconds"]),
+        ],
+        ["prover: honest training (measured)", 1, sig(main["honest_seconds"])],
+    ]
+    + [
+        [f"prover: honest training (probed, x {main['steps']} steps)", n, sig(s)]
+        for n, s in hw["prover_seconds"].items()
     ],
-    title="Z-hw (Fig. 11): Attack II's time with fewer CPU threads than the prover, "
-    "the weaker-hardware axis on one machine, at the smallest T' "
-    "(experiment zhang_attacks)",
+    title="Z-hw (Fig. 11): Attack II's time on one CPU thread against honest "
+    "training's, the weaker-hardware axis on one machine (experiment zhang_attacks)",
 )
 
 # %% [markdown]

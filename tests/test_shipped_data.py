@@ -253,6 +253,7 @@ def test_data_distance_reported_and_bounded(perturbed):
 
 def test_nearest_distances_match_brute_force_in_small_blocks(monkeypatch):
     monkeypatch.setattr(dd, "_BLOCK_ELEMENTS", 64 * 3)  # many blocks each way
+    monkeypatch.setattr(dd, "_ROWS", 7)
     gen = torch.Generator().manual_seed(0)
     ref = TensorDataset("r", torch.rand(50, 1, 2, 3, generator=gen), torch.zeros(50, dtype=torch.int64), 2)
     x = torch.cat([torch.rand(20, 1, 2, 3, generator=gen), ref.x[:5] + 1e-4, ref.x[5:8]])
@@ -264,6 +265,41 @@ def test_nearest_distances_match_brute_force_in_small_blocks(monkeypatch):
     assert found.exact_matches == 3 and np.all(found.nearest["linf"][20:25] > 5e-5)
     other = TensorDataset("o", torch.rand(4, 6), torch.zeros(4, dtype=torch.int64), 2)
     assert not dd.nearest_distances(other, ref).comparable
+
+
+def _brute(shipped: TensorDataset, ref: TensorDataset) -> dict[str, np.ndarray]:
+    diff = shipped.x.reshape(len(shipped), 1, -1).double() - ref.x.reshape(1, len(ref), -1).double()
+    return {"l2": diff.norm(dim=2).min(dim=1).values.numpy(), "linf": diff.abs().amax(dim=2).min(dim=1).values.numpy()}
+
+
+@pytest.mark.parametrize("kind", ["perturbed", "ties", "collinear", "uniform"])
+def test_the_gram_shortcut_only_skips_pairs_that_cannot_be_nearest(kind, monkeypatch):
+    """The matrix-product shortcut picks candidates; the answers must be the brute force's, on the
+    data that stresses it: tiny perturbations (rounding), exact ties, nearly collinear rows, and
+    data spread evenly (nothing can be skipped)."""
+    monkeypatch.setattr(dd, "_ROWS", 64)
+    gen = torch.Generator().manual_seed(1)
+    ref_x = {"perturbed": torch.rand(300, 3, 8, 8, generator=gen),
+             "ties": torch.rand(300, 3, 8, 8, generator=gen).round(),
+             "collinear": torch.rand(300, 1, 1, 1, generator=gen) * torch.ones(300, 3, 8, 8),
+             "uniform": torch.rand(300, 3, 8, 8, generator=gen)}[kind]
+    pick = torch.randint(0, 300, (200,), generator=gen)
+    x = (ref_x[pick] + 1e-3 * torch.randn(200, 3, 8, 8, generator=gen)).clamp(0, 1)
+    if kind == "uniform":
+        x = torch.rand(200, 3, 8, 8, generator=gen)
+    ref = TensorDataset("r", ref_x, torch.zeros(300, dtype=torch.int64), 2)
+    shipped = TensorDataset("s", x, torch.zeros(200, dtype=torch.int64), 2)
+    found, want = dd.nearest_distances(shipped, ref), _brute(shipped, ref)
+    assert np.allclose(found.nearest["l2"], want["l2"], rtol=1e-6, atol=1e-9)
+    assert np.array_equal(found.nearest["linf"], want["linf"])
+
+
+def test_the_linf_nearest_is_found_when_the_l2_nearest_is_another_example():
+    ref = TensorDataset("r", torch.tensor([[0.5, 0, 0, 0, 0, 0], [0.3] * 6]), torch.zeros(2, dtype=torch.int64), 2)
+    shipped = TensorDataset("s", torch.zeros(1, 6) + 1e-6, torch.zeros(1, dtype=torch.int64), 2)
+    found = dd.nearest_distances(shipped, ref)
+    assert np.isclose(found.nearest["l2"][0], 0.5, atol=1e-5)  # example 0
+    assert np.isclose(found.nearest["linf"][0], 0.3, atol=1e-5)  # example 1
 
 
 # ---- replay augmentation: recorded (exact) and redrawn (the papers' replay noise) -----------------------------------

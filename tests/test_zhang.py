@@ -11,7 +11,7 @@ from proofkit import honest_dir, tiny_data  # noqa: F401  (fixtures)
 
 from polcore.attacks import AttackInputs, get_attack
 from polcore.attacks.init_w0 import init_w0, interpolate
-from polcore.attacks.perturb import PerturbSettings, grad_norm_residual, perturb_batch, summarise
+from polcore.attacks.perturb import PerturbSettings, grad_norm_residual, perturb_batch, summarise, update_residual
 from polcore.experiments.zhang_attacks import _judge, fooling_probe
 from polcore.models import ModelSpec, build_model, init_distributions
 from polcore.proof import read_proof
@@ -53,6 +53,29 @@ def test_the_optimiser_stops_at_the_threshold_and_retries_a_fresh_batch():
     _, _, record = perturb_batch(model, batches, residual=grad_norm_residual, stop=lambda x, y: 2.0,
                                  threshold=1.0, settings=PerturbSettings(iterations=2, retries=2))
     assert not record.converged and seen[1:] == [0, 1, 2] and record.tries == 3 and record.iterations_total == 6
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_update_residual_is_the_step_the_stop_test_measures(nesterov):
+    """Attack II's momentum-aware objective: lr x ||update|| equals how far the real SGD step on the
+    batch moves the weights (Algorithm 4's stop test), momentum buffer and weight decay included."""
+    from polcore.training import OptimizerConfig, make_optimizer, train_step
+
+    data = tiny_data()
+    model = build_model(ModelSpec("mlp", {"in_features": 64, "hidden": 16, "num_classes": 10}), seed=0)
+    optimizer = make_optimizer(model, OptimizerConfig(momentum=0.9, weight_decay=5e-4, nesterov=nesterov))
+    for i in range(3):  # a momentum buffer to carry
+        train_step(model, optimizer, data.x[16 * i : 16 * i + 16], data.y[16 * i : 16 * i + 16], 0.1)
+    params = list(model.parameters())
+    x, y = data.x[64:80], data.y[64:80]
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, params)
+    predicted = 0.1 * float(update_residual(optimizer, params)(grads))
+    before = torch.cat([p.detach().reshape(-1).clone() for p in params])
+    train_step(model, optimizer, x, y, 0.1)
+    moved = float((torch.cat([p.detach().reshape(-1) for p in params]) - before).norm())
+    assert abs(predicted - moved) < 1e-5 * moved
+    assert abs(0.1 * float(grad_norm_residual(grads)) - moved) > 1e-3 * moved  # ||grad|| alone is not the step
 
 
 def test_init_w0_passes_the_init_check_in_the_targets_rank_order():
@@ -139,8 +162,72 @@ def test_an_empty_attack_2_window_from_an_unconverged_attacker_is_inconclusive()
     stored = json.loads((Path(__file__).parents[1] / "results/cpu/zhang_attacks.json").read_text())["data"]
     main = stored["rows"][0]
     main["a2_window_paper"] = []
-    for share, verdict in ((MIN_CONVERGED / 2, "inconclusive"), (1.0, "not reproduced")):
+    for share, search, verdict in ((MIN_CONVERGED / 2, MIN_CONVERGED, "inconclusive"),
+                                   (MIN_CONVERGED / 2, MIN_CONVERGED / 2, "not reproduced"),
+                                   (1.0, 0.0, "not reproduced")):
         data = copy.deepcopy(stored)
         for row in data["rows"][0]["a2"]:
             row["convergence"]["converged_fraction"] = share
+        for setting in data["a2_search"][1:]:  # the harder attackers
+            setting["converged_fraction"] = search
         assert claims(data)["Z-A2"].verdict == verdict
+    data = copy.deepcopy(stored)
+    data["a2_search"] = []  # no record of trying harder: no evidence
+    for row in data["rows"][0]["a2"]:
+        row["convergence"]["converged_fraction"] = 0.0
+    assert claims(data)["Z-A2"].verdict == "inconclusive"
+
+
+def test_z_hw_is_not_reproduced_when_the_spoof_is_slower_on_equal_hardware():
+    """The weaker-hardware claim needs the spoof cheaper than honest training on one thread each
+    first; then against the prover's more threads."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from polcore.experiments.zhang_attacks import claims
+
+    stored = json.loads((Path(__file__).parents[1] / "results/cpu/zhang_attacks.json").read_text())["data"]
+    honest = stored["rows"][0]["honest_seconds"]
+    most = str(stored["threads"]["prover_threads"])
+    for spoof, prover, verdict in ((2 * honest, 3 * honest, "not reproduced"), (honest / 2, honest / 4, "partly"),
+                                   (honest / 4, honest / 2, "reproduced")):
+        data = copy.deepcopy(stored)
+        data["threads"]["spoof_seconds"] = spoof
+        data["threads"]["prover_seconds"][most] = prover
+        assert claims(data)["Z-hw"].verdict == verdict
+
+
+def test_an_empty_attack_3_window_from_an_unconverged_attacker_is_inconclusive():
+    """Z-A3 follows Z-A2's rule; no harder Attack III is tried, so an unconverged attacker's empty
+    window stays inconclusive and only a converged one's says 'not reproduced'."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from polcore.experiments.zhang_attacks import MIN_CONVERGED, claims
+
+    stored = json.loads((Path(__file__).parents[1] / "results/cpu/zhang_attacks.json").read_text())["data"]
+    for share, verdict in ((MIN_CONVERGED / 2, "inconclusive"), (1.0, "not reproduced")):
+        data = copy.deepcopy(stored)
+        data["rows"][0]["a3_window_paper"] = []
+        for row in data["rows"][0]["a3"]:
+            row["convergence"]["converged_fraction"] = share
+        assert claims(data)["Z-A3"].verdict == verdict
+
+
+def test_the_attack_2_search_counts_only_a_real_search():
+    """'Not reproduced' needs the harder attackers to have run at least MIN_ITERATIONS and still
+    not converged; a converging harder attacker, or none at all, leaves it inconclusive."""
+    from polcore.attack_search import MIN_ITERATIONS
+    from polcore.experiments.zhang_attacks import MIN_CONVERGED, attack2_search_verdict
+
+    def setting(n: int, share: float) -> dict:
+        return {"iterations": n, "lr": 0.05, "steps": 4, "converged_fraction": share, "distance_after": [1.0]}
+
+    n = MIN_ITERATIONS
+    assert attack2_search_verdict([setting(n, 0.25), setting(4 * n, 0.25), setting(4 * n, 0.25)])[0] == "not reproduced"
+    assert attack2_search_verdict([setting(n, 0.25), setting(4 * n, MIN_CONVERGED), setting(4 * n, 0.0)])[0] == \
+        "inconclusive"
+    assert attack2_search_verdict([setting(1, 0.0), setting(4, 0.0), setting(4, 0.0)])[0] == "inconclusive"
+    assert attack2_search_verdict([])[0] == "inconclusive"

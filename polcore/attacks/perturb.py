@@ -94,6 +94,29 @@ def grad_norm_residual(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.sqrt(sum((g * g).sum() for g in grads) + 1e-30)
 
 
+def update_residual(optimizer: torch.optim.SGD, params: Sequence[torch.Tensor]) -> Residual:
+    """Attack II against a momentum optimizer: ||u|| for the update u the real SGD step on this
+    batch will apply (the step moves W by lr * u). u is grad + weight decay * W plus the momentum
+    buffer the run already carries (PyTorch's SGD, dampening 0, Nesterov too), so the attacker
+    minimises what Algorithm 4's stop test measures; ||grad|| alone (the paper's objective) leaves
+    the buffer, which at lr 0.1 and momentum 0.9 keeps the step above gamma however small the
+    gradient gets. Read at the step's start: the buffer is fixed while the batch is optimised."""
+    group = optimizer.param_groups[0]
+    momentum, decay, nesterov = float(group["momentum"]), float(group["weight_decay"]), bool(group["nesterov"])
+    buffers = [optimizer.state.get(p, {}).get("momentum_buffer") for p in params]
+
+    def residual(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        total = torch.zeros((), dtype=grads[0].dtype, device=grads[0].device)
+        for p, g, buf in zip(params, grads, buffers):
+            d = g + decay * p.detach() if decay else g
+            if momentum:
+                new = d if buf is None else momentum * buf.detach() + d
+                d = d + momentum * new if nesterov else new
+            total = total + (d * d).sum()
+        return torch.sqrt(total + 1e-30)
+    return residual
+
+
 def landing_residual(params: Sequence[torch.Tensor], target: Sequence[torch.Tensor], lr: float) -> Residual:
     """Attack I: d(W - lr * grad, W_target) = ||W - lr * grad - W_target||_2."""
     def residual(grads: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -191,4 +214,4 @@ def summarise(records: Sequence[Convergence]) -> dict[str, Any]:
 
 
 __all__ = ["Convergence", "PerturbSettings", "frozen_buffers", "grad_norm_residual", "landing_residual",
-           "perturb_batch", "summarise"]
+           "perturb_batch", "summarise", "update_residual"]

@@ -80,7 +80,7 @@ class Row:
 def _zhang_params(profile: Profile, name: str) -> dict[str, Any]:
     z, t = profile.zhang, profile.matrix.zhang_t_prime
     if name == "zhang_attack1":
-        return {**zhang_attacks._attack2_params(z, t), "lr_grid": list(zhang_attacks.ATTACK1_GRID), "delta": z.gamma}
+        return {**zhang_attacks._common_params(z, t), "lr_grid": list(zhang_attacks.ATTACK1_GRID), "delta": z.gamma}
     if name == "zhang_attack2":
         return zhang_attacks._attack2_params(z, t)
     return zhang_attacks._attack3_params(z, t, False)
