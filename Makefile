@@ -27,13 +27,14 @@ unit: install
 # Two pytest processes of one thread each (a core each), each with its own results directory: the
 # experiments that read F-tab1's result, with the verifier and forging ones, in the first; Zhang,
 # the primer and detection in the second (balanced by the 2026-11-24 run, whose processes took
-# 196 s and 474 s with the verifier and forging experiments in the second).
+# 196 s and 474 s with the verifier and forging experiments in the second). Each prints its four
+# slowest experiments, to rebalance by.
 DRY_GROUP := fang or verdict_matrix or verifier_attacks or suliman
 DRY_TMP := $(shell mktemp -u -d /tmp/polcore-dry.XXXXXX)
 dryrun: install
 	@$(TIMED) "paper-profile dry run of every experiment (2 processes)" bash -c 'mkdir -p $(DRY_TMP); \
-		$(PY) -m pytest tests -q -p no:cacheprovider -m dryrun -k "$(DRY_GROUP)" --basetemp=$(DRY_TMP)/a & a=$$!; \
-		$(PY) -m pytest tests -q -p no:cacheprovider -m dryrun -k "not ($(DRY_GROUP))" --basetemp=$(DRY_TMP)/b; b=$$?; \
+		$(PY) -m pytest tests -q -p no:cacheprovider -m dryrun -k "$(DRY_GROUP)" --basetemp=$(DRY_TMP)/a --durations=4 & a=$$!; \
+		$(PY) -m pytest tests -q -p no:cacheprovider -m dryrun -k "not ($(DRY_GROUP))" --basetemp=$(DRY_TMP)/b --durations=4; b=$$?; \
 		wait $$a; a=$$?; rm -rf $(DRY_TMP); exit $$((a | b))'
 
 smoke: install

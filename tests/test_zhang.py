@@ -231,3 +231,26 @@ def test_the_attack_2_search_counts_only_a_real_search():
         "inconclusive"
     assert attack2_search_verdict([setting(1, 0.0), setting(4, 0.0), setting(4, 0.0)])[0] == "inconclusive"
     assert attack2_search_verdict([])[0] == "inconclusive"
+
+
+@pytest.mark.parametrize("name", ["zhang_attack2", "zhang_attack3"])
+def test_the_spoof_claims_the_stolen_model_batchnorm_statistics_included(name, tmp_path):
+    """The last checkpoint is W_T itself, running statistics and all (statistics of the perturbed
+    data would make the 'stolen' model another model in eval mode); earlier checkpoints divide
+    the statistics equally too."""
+    from proofkit import BN_SPEC, make_proof
+
+    data = tiny_data()
+    victim = read_proof(make_proof(tmp_path / "victim", spec=BN_SPEC, epochs=1))
+    params = {"t_prime": 8, "k": 4, "iterations": 1, "retries": 0}
+    if name == "zhang_attack3":
+        params.update(gamma=1.0, sigma=0.1)
+    spoof = read_proof(get_attack(name, **params).run(AttackInputs(victim, data), tmp_path / "spoof").path)
+    stolen = dict(victim.checkpoint(victim.config.steps).model)
+    last = dict(spoof.checkpoint(8).model)
+    floats = [n for n, v in stolen.items() if v.is_floating_point()]
+    assert any("running_mean" in n for n in floats)
+    assert all(torch.equal(last[n], stolen[n]) for n in floats)
+    first, middle = dict(spoof.checkpoint(0).model), dict(spoof.checkpoint(4).model)
+    n = next(n for n in floats if "running_var" in n)
+    assert torch.allclose(middle[n], (first[n].double() + stolen[n].double()).float() / 2, atol=1e-6)

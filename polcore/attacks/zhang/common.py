@@ -231,16 +231,24 @@ class SpoofRun:
         self.ys.append(y)
 
     def waypoint(self, step: int) -> dict[str, torch.Tensor]:
-        """The weights the spoof claims at `step`: W_T at the end, else the equal division of
-        W_0 -> W_T at step / T'."""
+        """The state the spoof claims at `step`: W_T's (parameters and BatchNorm statistics) at
+        the end, else the equal division of W_0 -> W_T at step / T' of the parameters and of the
+        floating-point buffers (a fresh model's statistics towards W_T's)."""
         t_prime = int(self.steps[-1])
-        return self.w_t if step == t_prime else interpolate(self.w_0, self.w_t, step / t_prime, self.runner.names)
+        if step == t_prime:
+            return self.w_t
+        buffers = [n for n, v in self.w_0.items() if n not in self.runner.names and v.is_floating_point()
+                   and n in self.w_t]
+        return interpolate(self.w_0, self.w_t, step / t_prime, self.runner.names + buffers)
 
     def claim(self, step: int, weights: Mapping[str, torch.Tensor]) -> Checkpoint:
-        """Checkpoint `step`: the runner's state (momentum, buffers) with the parameters replaced
-        by `weights`; recorded, and the runner continues from it."""
+        """Checkpoint `step`: the runner's state (momentum, counters) with the parameters and
+        floating-point buffers replaced by `weights`' (so the last checkpoint is the stolen model
+        itself, its BatchNorm statistics included, not statistics of the perturbed data);
+        recorded, and the runner continues from it."""
         end = self.runner.state(step)
-        checkpoint = Checkpoint(step, {**end.model, **{n: weights[n] for n in self.runner.names}}, end.momentum)
+        claimed = {n: v for n, v in weights.items() if n in end.model and v.is_floating_point()}
+        checkpoint = Checkpoint(step, {**end.model, **claimed}, end.momentum)
         self.runner.load(checkpoint)
         self.checkpoints.append(checkpoint)
         return checkpoint
