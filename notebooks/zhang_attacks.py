@@ -300,7 +300,7 @@ markdown_table(
 # accuracy. The claimed optimizer keeps the victim's momentum, so a step moves the model by
 # the learning rate times the gradient *plus* the momentum buffer. Algorithm 4 minimises the
 # gradient alone; our attacker minimises {glue:text}`z_objective`, which is what the stop
-# test measures. Even so, the share of steps that met $\gamma$ (at the largest $T'$, per
+# test measures (the table above is for that objective, so the loss need not fall). Even so, the share of steps that met $\gamma$ (at the largest $T'$, per
 # claimed learning rate) was {glue:text}`z_by_lr`.
 # The table below tests whether a harder-working attacker would do better: it reruns the
 # first {glue:text}`z_search_steps` steps with four times the iterations, and with four times
