@@ -254,3 +254,21 @@ def test_the_spoof_claims_the_stolen_model_batchnorm_statistics_included(name, t
     first, middle = dict(spoof.checkpoint(0).model), dict(spoof.checkpoint(4).model)
     n = next(n for n in floats if "running_var" in n)
     assert torch.allclose(middle[n], (first[n].double() + stolen[n].double()).float() / 2, atol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="known defect (closing note of 2026-11-24): Z-hw compares times only, so a "
+                   "crippled attacker's fast, rejected spoof reads as 'reproduced'; Z-hw should count accepted spoofs")
+def test_z_hw_is_not_reproduced_by_a_fast_rejected_spoof():
+    import copy
+    import json
+    from pathlib import Path
+
+    from polcore.experiments.zhang_attacks import claims
+
+    stored = json.loads((Path(__file__).parents[1] / "results/cpu/zhang_attacks.json").read_text())["data"]
+    data = copy.deepcopy(stored)
+    assert all(r["paper"] == "rejected" for r in data["rows"][0]["a2"])
+    honest = data["rows"][0]["honest_seconds"]
+    data["threads"]["spoof_seconds"] = honest / 100  # zero iterations: fast, and still rejected
+    data["threads"]["prover_seconds"][str(data["threads"]["prover_threads"])] = honest / 2
+    assert claims(data)["Z-hw"].verdict != "reproduced"
